@@ -1,0 +1,17 @@
+"""optkit: optimizers from recent papers as composable Optax transformations.
+
+Every public optimizer, direction, schedule, estimator, aggregator and wrapper
+is available flat (``optkit.lion``, ``optkit.scale_by_adahessian``,
+``optkit.wsd_schedule``) and described by a record in ``optkit.registry``.
+"""
+
+from optkit import core
+from optkit import registry
+from optkit.curvature import *  # noqa: F401,F403
+from optkit.multi_objective import *  # noqa: F401,F403
+from optkit.orthogonal import *  # noqa: F401,F403
+from optkit.perturbation import *  # noqa: F401,F403
+from optkit.schedules import *  # noqa: F401,F403
+from optkit.sign import *  # noqa: F401,F403
+
+__version__ = "0.1.0"

@@ -1,0 +1,1 @@
+"""Benchmark and comparison harness (sits on top of the families)."""

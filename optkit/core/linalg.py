@@ -1,0 +1,214 @@
+"""Matrix kernels shared by the orthogonal and curvature families.
+
+All functions are pure, jittable and act on one matrix (use ``jax.vmap`` for a
+stack). They compute in float32 (or the input's dtype when it is float64) and
+return the input's dtype.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Optional, Sequence, Union
+
+import jax
+import jax.numpy as jnp
+
+# Quintic Newton-Schulz coefficients (a, b, c) tuned for Muon: they push all
+# singular values of a Frobenius-normalised matrix into roughly [0.7, 1.2] in
+# five steps rather than converging to exactly 1.
+MUON_COEFFS = (3.4445, -4.7750, 2.0315)
+# The classic cubic iteration X <- 1.5 X - 0.5 X X^T X (a=1.5, b=-0.5, c=0):
+# converges to the exact polar factor for singular values in (0, sqrt(3)).
+CUBIC_COEFFS = (1.5, -0.5, 0.0)
+
+
+def _work_dtype(x):
+  return jnp.float64 if x.dtype == jnp.float64 else jnp.float32
+
+
+def newton_schulz(g: jax.Array,
+                  steps: int = 5,
+                  coeffs: Union[Sequence[float], Sequence[Sequence[float]]] = MUON_COEFFS,
+                  eps: float = 1e-7) -> jax.Array:
+  """Approximates the orthogonal polar factor ``U V^T`` of a matrix.
+
+  With ``G = U S V^T``, iterates ``X <- a X + (b A + c A^2) X`` with
+  ``A = X X^T`` starting from ``X_0 = G / (||G||_F + eps)``. Matrices with more
+  rows than columns are transposed first so that ``A`` is the smaller Gramian.
+
+  Args:
+    g: a 2-D matrix.
+    steps: number of iterations (>= 1).
+    coeffs: ``(a, b, c)`` used at every step, or one triple per step.
+      Default: Muon's quintic coefficients (singular values land in about
+      [0.7, 1.2]); ``CUBIC_COEFFS`` converge to exactly 1 with more steps.
+    eps: added to the Frobenius norm in the pre-scaling.
+
+  Returns:
+    A matrix of ``g``'s shape and dtype.
+  """
+  if g.ndim != 2:
+    raise ValueError(f"newton_schulz: expected a 2-D matrix, got shape {g.shape}.")
+  if int(steps) != steps or steps < 1:
+    raise ValueError(f"newton_schulz: `steps` must be an integer >= 1, got {steps!r}.")
+  coeffs = jnp.asarray(coeffs, dtype=_work_dtype(g))
+  if coeffs.ndim == 1:
+    if coeffs.shape != (3,):
+      raise ValueError(f"newton_schulz: `coeffs` must be (a, b, c), got {coeffs.shape}.")
+    coeffs = jnp.broadcast_to(coeffs, (steps, 3))
+  elif coeffs.shape != (steps, 3):
+    raise ValueError(
+        f"newton_schulz: per-step `coeffs` must have shape ({steps}, 3), got {coeffs.shape}.")
+  x = g.astype(_work_dtype(g))
+  transpose = x.shape[0] > x.shape[1]
+  if transpose:
+    x = x.T
+  x = x / (jnp.linalg.norm(x) + eps)
+
+  def body(x, abc):
+    a, b, c = abc[0], abc[1], abc[2]
+    gram = x @ x.T
+    poly = b * gram + c * (gram @ gram)
+    return a * x + poly @ x, None
+
+  x, _ = jax.lax.scan(body, x, coeffs)
+  if transpose:
+    x = x.T
+  return x.astype(g.dtype)
+
+
+def orthogonalize_svd(g: jax.Array) -> jax.Array:
+  """Exact polar factor ``U V^T`` of a matrix from its thin SVD (reference path).
+
+  Zero singular values contribute nothing (``U V^T`` restricted to the range),
+  so a zero matrix maps to a zero matrix.
+  """
+  if g.ndim != 2:
+    raise ValueError(f"orthogonalize_svd: expected a 2-D matrix, got shape {g.shape}.")
+  x = g.astype(_work_dtype(g))
+  u, s, vt = jnp.linalg.svd(x, full_matrices=False)
+  tol = jnp.max(s, initial=0.0) * max(x.shape) * jnp.finfo(x.dtype).eps
+  keep = (s > tol).astype(x.dtype)
+  return ((u * keep) @ vt).astype(g.dtype)
+
+
+def inverse_pth_root(a: jax.Array, p: int, ridge_epsilon: float = 1e-6,
+                     relative_ridge: bool = True) -> jax.Array:
+  """``(A + eps I)^(-1/p)`` of a symmetric positive semi-definite matrix.
+
+  Computed by a symmetric eigendecomposition, with eigenvalues floored at the
+  ridge so the result is finite for singular input.
+
+  Args:
+    a: symmetric PSD (n, n) matrix.
+    p: the root (p = 2 gives the inverse square root; Shampoo uses 2k).
+    ridge_epsilon: damping added to the eigenvalues.
+    relative_ridge: scale the ridge by the largest eigenvalue (Shampoo's
+      convention) instead of using it as an absolute value.
+  """
+  if a.ndim != 2 or a.shape[0] != a.shape[1]:
+    raise ValueError(f"inverse_pth_root: expected a square matrix, got shape {a.shape}.")
+  if p <= 0:
+    raise ValueError(f"inverse_pth_root: `p` must be positive, got {p!r}.")
+  x = a.astype(_work_dtype(a))
+  x = 0.5 * (x + x.T)
+  w, v = jnp.linalg.eigh(x)
+  w = jnp.maximum(w, 0.0)
+  ridge = ridge_epsilon * (jnp.max(w) if relative_ridge else 1.0)
+  ridge = jnp.maximum(ridge, jnp.finfo(x.dtype).tiny)
+  inv_root = (w + ridge) ** (-1.0 / p)
+  return ((v * inv_root) @ v.T).astype(a.dtype)
+
+
+def power_iteration(matrix_or_matvec: Union[jax.Array, Callable[[jax.Array], jax.Array]],
+                    v0: jax.Array,
+                    num_iters: int = 100,
+                    error_tolerance: float = 1e-6):
+  """Largest-magnitude eigenvalue of a symmetric operator by power iteration.
+
+  Args:
+    matrix_or_matvec: a symmetric (n, n) matrix or a function ``v -> A v``.
+    v0: the starting vector (n,), e.g. from ``jax.random.normal``; must not be
+      orthogonal to the top eigenvector.
+    num_iters: maximum number of iterations.
+    error_tolerance: stop when the eigenvalue estimate changes by less than
+      this relative amount.
+
+  Returns:
+    ``(eigenvalue, eigenvector)``, the vector normalised to unit length.
+  """
+  if callable(matrix_or_matvec):
+    matvec = matrix_or_matvec
+  else:
+    mat = matrix_or_matvec
+    matvec = lambda v: mat @ v
+  tiny = jnp.finfo(v0.dtype).tiny
+  v = v0 / jnp.maximum(jnp.linalg.norm(v0), tiny)
+  w = matvec(v)
+  lam = jnp.vdot(v, w)
+
+  def cond(carry):
+    i, _, _, lam, lam_prev = carry
+    return (i < num_iters) & (jnp.abs(lam - lam_prev) > error_tolerance * jnp.abs(lam))
+
+  def body(carry):
+    # Carry w = A v so that each iteration costs one matvec.
+    i, v, w, lam, _ = carry
+    norm = jnp.linalg.norm(w)
+    v_new = jnp.where(norm > 0, w / jnp.maximum(norm, tiny), v)
+    w_new = matvec(v_new)
+    return i + 1, v_new, w_new, jnp.vdot(v_new, w_new), lam
+
+  init = (jnp.asarray(0), v, w, lam, lam + 1.0 + jnp.abs(lam))
+  _, v, _, lam, _ = jax.lax.while_loop(cond, body, init)
+  return lam, v
+
+
+def matrix_dims(shape: Sequence[int], dimension_numbers: Optional[tuple] = None):
+  """How a leaf of ``shape`` is viewed as a matrix by rank-aware methods.
+
+  Returns ``(rows, cols)`` or None for 0-D/1-D leaves. 2-D leaves are used as
+  they are. Higher-rank leaves default to Flax's kernel layout
+  ``(..., in, out)``: rows = product of all axes but the last (the fan-in, e.g.
+  ``kh*kw*in`` for a conv kernel ``(kh, kw, in, out)``), cols = the last axis
+  (fan-out). ``dimension_numbers=(row_axes, col_axes)`` overrides this.
+  """
+  shape = tuple(shape)
+  if len(shape) < 2:
+    return None
+  if dimension_numbers is None:
+    rows = 1
+    for d in shape[:-1]:
+      rows *= d
+    return rows, shape[-1]
+  row_axes, col_axes = dimension_numbers
+  rows = 1
+  for a in row_axes:
+    rows *= shape[a]
+  cols = 1
+  for a in col_axes:
+    cols *= shape[a]
+  return rows, cols
+
+
+def as_matrix(x: jax.Array, dimension_numbers: Optional[tuple] = None):
+  """Reshapes a leaf of rank >= 2 to the matrix ``matrix_dims`` describes.
+
+  Returns ``(matrix, unflatten)`` where ``unflatten(matrix)`` restores the
+  leaf's shape (and axis order).
+  """
+  if x.ndim < 2:
+    raise ValueError(f"as_matrix: expected rank >= 2, got shape {x.shape}.")
+  if dimension_numbers is None:
+    m = x.reshape(-1, x.shape[-1])
+    return m, lambda y: y.reshape(x.shape)
+  row_axes, col_axes = tuple(dimension_numbers[0]), tuple(dimension_numbers[1])
+  perm = row_axes + col_axes
+  if sorted(perm) != list(range(x.ndim)):
+    raise ValueError(
+        f"as_matrix: dimension_numbers {dimension_numbers} must partition the "
+        f"{x.ndim} axes of a leaf of shape {x.shape}.")
+  xt = jnp.transpose(x, perm)
+  rows, cols = matrix_dims(x.shape, dimension_numbers)
+  inv = [perm.index(i) for i in range(x.ndim)]
+  tshape = xt.shape
+  return xt.reshape(rows, cols), lambda y: jnp.transpose(y.reshape(tshape), inv)

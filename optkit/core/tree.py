@@ -1,0 +1,76 @@
+"""Tree helpers that ``optax.tree`` lacks."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+
+def check_same_structure(algo: str, updates: Any, reference: Any,
+                         what: str = "the optimizer state") -> None:
+  """Raises a ValueError when ``updates`` is not shaped like ``reference``.
+
+  The check is static (tree structure and leaf shapes), so it costs nothing
+  under ``jax.jit``.
+  """
+  s_u = jax.tree.structure(updates)
+  s_r = jax.tree.structure(reference)
+  if s_u != s_r:
+    raise ValueError(
+        f"{algo}: the gradient tree does not match {what}: got structure "
+        f"{s_u}, expected {s_r}. Was the state initialized with other params?")
+  for (path, u), r in zip(jax.tree_util.tree_leaves_with_path(updates),
+                          jax.tree.leaves(reference)):
+    if jnp.shape(u) != jnp.shape(r):
+      raise ValueError(
+          f"{algo}: the gradient leaf at {jax.tree_util.keystr(path)} has shape "
+          f"{jnp.shape(u)}, but {what} has shape {jnp.shape(r)}.")
+
+
+def leading_axis_size(algo: str, tree: Any) -> int:
+  """Size of the common leading axis of every leaf (aggregator input)."""
+  leaves = jax.tree.leaves(tree)
+  if not leaves:
+    raise ValueError(f"{algo}: received an empty tree of gradients.")
+  sizes = {jnp.shape(x)[0] if jnp.ndim(x) else None for x in leaves}
+  if None in sizes or len(sizes) != 1:
+    raise ValueError(
+        f"{algo}: every leaf must have the same leading objective axis (one row "
+        f"per objective, as jax.jacrev of a vector-valued loss gives it); got "
+        f"leading sizes {sorted(s for s in sizes if s is not None)} "
+        f"{'and scalar leaves' if None in sizes else ''}.")
+  return sizes.pop()
+
+
+def flatten_rows(tree: Any) -> jax.Array:
+  """Stacks a tree whose leaves have a leading axis m into an (m, n) matrix."""
+  leaves = jax.tree.leaves(tree)
+  m = jnp.shape(leaves[0])[0]
+  return jnp.concatenate([jnp.reshape(x, (m, -1)) for x in leaves], axis=1)
+
+
+def random_like(key: jax.Array, tree: Any, distribution: str = "rademacher",
+                dtype=None) -> Any:
+  """A tree of i.i.d. probes shaped like ``tree``.
+
+  ``rademacher``: entries +-1 with probability 1/2; ``gaussian``: N(0, 1).
+  Each leaf gets its own subkey.
+  """
+  leaves, treedef = jax.tree.flatten(tree)
+  keys = jax.random.split(key, max(len(leaves), 1))
+  out = []
+  for k, x in zip(keys, leaves):
+    dt = dtype or jnp.result_type(x)
+    if not jnp.issubdtype(dt, jnp.floating):
+      dt = jnp.float32
+    if distribution == "rademacher":
+      out.append(jax.random.rademacher(k, jnp.shape(x), dtype=dt))
+    elif distribution == "gaussian":
+      out.append(jax.random.normal(k, jnp.shape(x), dtype=dt))
+    else:
+      raise ValueError(
+          f"random_like: distribution must be 'rademacher' or 'gaussian', got "
+          f"{distribution!r}.")
+  return jax.tree.unflatten(treedef, out)
