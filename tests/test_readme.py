@@ -1,0 +1,29 @@
+"""The README's set-up commands and algorithm table stay true."""
+
+import pathlib
+import re
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+
+
+def _commands():
+  text = (ROOT / "README.md").read_text()
+  return re.findall(r"```bash\n(.*?)\n```", text, re.S)
+
+
+def test_readme_opens_with_main_job_then_test_command():
+  main_job, test_cmd = _commands()[:2]
+  assert "python -m optkit compare" in main_job
+  assert "pytest" in test_cmd
+
+
+def test_ci_runs_exactly_the_readme_test_command():
+  test_cmd = _commands()[1].strip()
+  ci = (ROOT / ".ci" / "run").read_text()
+  assert test_cmd in ci.splitlines()
+
+
+def test_algorithm_table_is_in_sync_with_registry():
+  from tools import readme_table
+  text = (ROOT / "README.md").read_text()
+  assert readme_table.updated_readme(text) == text, "run: python tools/readme_table.py"
