@@ -16,6 +16,9 @@ from __future__ import annotations
 
 from typing import Any, Callable, Mapping
 
+import jax
+import optax
+
 _HOW = {
     "value": "the scalar loss at `params` on the current batch",
     "value_fn": ("a function `params -> scalar loss` on the current batch, e.g. "
@@ -49,3 +52,31 @@ def require_params(algo: str, params: Any, why: str = "") -> Any:
 def value_fn_of(algo: str, extra: Mapping[str, Any]) -> Callable[[Any], Any]:
   """Shorthand for ``require(algo, extra, 'value_fn')``."""
   return require(algo, extra, "value_fn")
+
+
+def masked_value_fn(value_fn: Callable[[Any], Any], params: Any,
+                    mask: Any) -> Callable[[Any], Any]:
+  """A ``value_fn`` for a transformation used inside ``optax.masked``.
+
+  ``optax.masked(inner, mask)`` hands ``inner`` only the masked-in leaves (the
+  others are ``optax.MaskedNode``), so a ``value_fn`` of the full params cannot
+  be called on what ``inner`` sees. This returns one that can: it fills the
+  masked-out leaves from ``params`` (held fixed) and calls ``value_fn``.
+  Hessian-vector products, perturbations and finite differences then act on
+  the masked-in leaves only.
+
+  Example::
+
+    tx = optax.masked(optkit.adahessian(0.1), mask)
+    updates, state = tx.update(grads, state, params,
+                               value_fn=masked_value_fn(loss_fn, params, mask))
+  """
+  mask_tree = mask(params) if callable(mask) else mask
+  is_masked_node = lambda x: isinstance(x, optax.MaskedNode)
+
+  def sub_value_fn(sub_params):
+    full = jax.tree.map(lambda m, p, s: s if m else p, mask_tree, params, sub_params,
+                        is_leaf=is_masked_node)
+    return value_fn(full)
+
+  return sub_value_fn

@@ -7,6 +7,7 @@ return the input's dtype.
 
 from __future__ import annotations
 
+import functools
 from typing import Callable, Optional, Sequence, Union
 
 import jax
@@ -25,6 +26,7 @@ def _work_dtype(x):
   return jnp.float64 if x.dtype == jnp.float64 else jnp.float32
 
 
+@functools.partial(jax.jit, static_argnames=("steps",))
 def newton_schulz(g: jax.Array,
                   steps: int = 5,
                   coeffs: Union[Sequence[float], Sequence[Sequence[float]]] = MUON_COEFFS,

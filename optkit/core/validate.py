@@ -54,6 +54,11 @@ def non_negative(algo: str, **kwargs):
   _check(algo, kwargs, lambda v: v >= 0, "non-negative")
 
 
+def at_least(algo: str, minimum: float, **kwargs):
+  """Each value must be >= minimum (and finite)."""
+  _check(algo, kwargs, lambda v: v >= minimum, f">= {minimum}")
+
+
 def unit_interval(algo: str, **kwargs):
   """Each value must lie in [0, 1) (betas, decay rates)."""
   _check(algo, kwargs, lambda v: 0 <= v < 1, "in [0, 1)")

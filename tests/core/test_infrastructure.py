@@ -99,3 +99,26 @@ def test_algorithm_record_validation():
   with pytest.raises(ValueError, match="problems"):
     Algorithm(name="x", family="f", kind="optimizer", paper="P", arxiv="", factory=f,
               problems=("mnist",))
+
+
+def test_masked_value_fn_evaluates_the_full_loss_on_the_masked_subtree():
+  params = {"a": jnp.array([1.0, 2.0]), "b": jnp.array(3.0)}
+  loss = lambda p: jnp.sum(p["a"] ** 2) * p["b"]
+  mask = {"a": True, "b": False}
+  captured = {}
+
+  def probe(updates, state, params=None, **extra):
+    captured["value"] = extra["value_fn"](params)
+    captured["grad"] = jax.grad(extra["value_fn"])(params)
+    return updates, state
+
+  inner = optax.GradientTransformationExtraArgs(lambda p: optax.EmptyState(), probe)
+  tx = optax.masked(inner, mask)
+  tx.update(params, tx.init(params), params,
+            value_fn=extra_args.masked_value_fn(loss, params, mask))
+  np.testing.assert_allclose(captured["value"], loss(params))
+  np.testing.assert_allclose(captured["grad"]["a"], 2 * params["a"] * 3.0)
+  assert isinstance(captured["grad"]["b"], optax.MaskedNode)
+  # Negative control: the unrestricted value_fn cannot read the masked params.
+  with pytest.raises(Exception):
+    tx.update(params, tx.init(params), params, value_fn=loss)
