@@ -1,0 +1,258 @@
+"""What makes Lion Lion (arXiv:2302.06675); the contract suite covers the rest."""
+
+from __future__ import annotations
+
+import os
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import optkit
+
+FIXTURE = os.path.join(os.path.dirname(__file__), "..", "fixtures", "reference",
+                       "lion_pytorch_optimizer.npz")
+TREE = {"a": (5,), "b": (2, 3), "c": ()}
+
+
+def _tree(seed, scale=1.0):
+  rng = np.random.default_rng(seed)
+  return {k: jnp.asarray(scale * rng.standard_normal(s), jnp.float32) for k, s in TREE.items()}
+
+
+def _grads(n, seed=0):
+  return [_tree(1000 * seed + i + 1) for i in range(n)]
+
+
+def _run_open_loop(tx, params, grads):
+  """Feeds the given gradients; returns per-step updates and states."""
+  state = tx.init(params)
+  update = jax.jit(tx.update)
+  outs = []
+  for g in grads:
+    u, state = update(g, state, params)
+    params = optax.apply_updates(params, u)
+    outs.append((u, state))
+  return outs
+
+
+# ---------------------------------------------------------------- first step
+
+
+def test_hand_computed_first_two_steps():
+  lr, wd = 0.1, 0.5
+  opt = optkit.lion(lr, weight_decay=wd)
+  p = jnp.array([1.0, 1.0, 1.0])
+  g1 = jnp.array([0.3, -2.0, 0.0])
+  u1, s1 = opt.update(g1, opt.init(p), p)
+  # c = 0.1 g1 -> sign [1, -1, 0]; u = -lr (sign + wd p)
+  np.testing.assert_allclose(u1, [-0.15, 0.05, -0.05], rtol=1e-6)
+  np.testing.assert_allclose(s1[0].mu, 0.01 * np.asarray(g1), rtol=1e-6)  # m_1 = (1-b2) g1
+  p1 = p + u1
+  g2 = jnp.array([-0.3, 1.0, 1.0])
+  u2, _ = opt.update(g2, s1, p1)
+  # c = 0.9 * 0.01 g1 + 0.1 g2 = [-0.0273, 0.082, 0.1]: sign [-1, 1, 1]
+  np.testing.assert_allclose(u2, -lr * (np.array([-1.0, 1.0, 1.0]) + wd * np.asarray(p1)),
+                             rtol=1e-6)
+
+
+def test_sign_of_zero_is_zero():
+  """Zero gradient with zero momentum: no move (jnp.sign(0) = 0)."""
+  opt = optkit.lion(0.1, weight_decay=0.0)
+  p = jnp.array([1.0, 2.0])
+  u, _ = opt.update(jnp.array([0.0, 3.0]), opt.init(p), p)
+  assert u[0] == 0.0
+  np.testing.assert_allclose(u[1], -0.1, rtol=1e-7)
+
+
+# ---------------------------------------------------------------- optax
+
+
+@pytest.mark.parametrize("kwargs", [
+    {},
+    {"b1": 0.95, "b2": 0.98, "weight_decay": 0.1},
+    {"weight_decay": 0.2, "mask": {"a": True, "b": False, "c": True}},
+    {"mu_dtype": jnp.bfloat16},
+], ids=["defaults", "betas_decay", "mask", "bf16_mu"])
+def test_equals_optax_lion_exactly(kwargs):
+  params = _tree(42)
+  grads = _grads(12)
+  mine = _run_open_loop(optkit.lion(3e-2, **kwargs), params, grads)
+  ref = _run_open_loop(optax.lion(3e-2, **kwargs), params, grads)
+  for (u, s), (ur, sr) in zip(mine, ref):
+    chex.assert_trees_all_equal(u, ur)
+    chex.assert_trees_all_equal(s, sr)
+
+
+def test_scale_by_lion_equals_optax_direction():
+  params = _tree(1)
+  grads = _grads(6, seed=3)
+  mine = _run_open_loop(optkit.scale_by_lion(0.8, 0.95), params, grads)
+  ref = _run_open_loop(optax.scale_by_lion(0.8, 0.95), params, grads)
+  for (u, s), (ur, sr) in zip(mine, ref):
+    chex.assert_trees_all_equal(u, ur)
+    chex.assert_trees_all_equal(s, sr)
+
+
+# ---------------------------------------------------------------- defining properties
+
+
+def test_every_coordinate_moves_by_exactly_lr():
+  lr = 0.037
+  params = _tree(2)
+  for u, _ in _run_open_loop(optkit.lion(lr, weight_decay=0.0), params, _grads(8)):
+    for leaf in jax.tree.leaves(u):
+      np.testing.assert_array_equal(np.abs(leaf), np.float32(lr))
+
+
+def test_with_decay_update_is_lr_sign_plus_decay():
+  lr, wd = 0.05, 0.3
+  opt = optkit.lion(lr, weight_decay=wd)
+  params = _tree(2)
+  state = opt.init(params)
+  for g in _grads(8):
+    u, state = opt.update(g, state, params)
+    for uu, pp in zip(jax.tree.leaves(u), jax.tree.leaves(params)):
+      np.testing.assert_allclose(np.abs(np.asarray(uu) + lr * wd * np.asarray(pp)), lr,
+                                 rtol=1e-5)
+    params = optax.apply_updates(params, u)
+
+
+def test_b1_b2_zero_is_sign_sgd():
+  params = _tree(5)
+  grads = _grads(6, seed=9)
+  mine = _run_open_loop(optkit.lion(0.01, b1=0.0, b2=0.0, weight_decay=0.0), params, grads)
+  ref = _run_open_loop(optax.sign_sgd(0.01), params, grads)
+  for (u, _), (ur, _) in zip(mine, ref):
+    chex.assert_trees_all_equal(u, ur)
+  # Negative control: the default betas do use momentum, so they differ.
+  lion_default = _run_open_loop(optkit.lion(0.01, weight_decay=0.0), params, grads)
+  assert any(not np.array_equal(a, b)
+             for (u, _), (ur, _) in zip(lion_default, ref)
+             for a, b in zip(jax.tree.leaves(u), jax.tree.leaves(ur)))
+
+
+def _box_run(tx, x0, steps=300, seed=0):
+  """Runs tx on f(x) = 0.5 ||x - 10||^2 with noisy gradients; returns all iterates."""
+  noise = 5.0 * np.random.default_rng(seed).standard_normal((steps,) + x0.shape).astype(np.float32)
+
+  def body(carry, n):
+    x, s = carry
+    g = (x - 10.0) + n
+    u, s = tx.update(g, s, x)
+    x = optax.apply_updates(x, u)
+    return (x, s), x
+
+  _, xs = jax.jit(lambda x: jax.lax.scan(body, (x, tx.init(x)), noise))(x0)
+  return np.concatenate([np.asarray(x0)[None], np.asarray(xs)])
+
+
+def test_box_is_invariant_and_entered_geometrically():
+  """Catalog test 4: with eta*lambda <= 1, ||x||_inf <= 1/lambda is invariant and
+  |x_{t+1}| <= (1 - eta lambda)|x_t| + eta."""
+  lr, wd = 0.1, 0.5
+  radius, rate = 1.0 / wd, 1.0 - lr * wd
+  tx = optkit.lion(lr, weight_decay=wd)
+  inside = jnp.linspace(-2.0, 2.0, 8)
+  xs = _box_run(tx, inside)
+  assert np.max(np.abs(xs)) <= radius + 1e-5
+  outside = jnp.array([30.0, -30.0, 25.0, -8.0, 3.0, 0.0, 12.0, -50.0])
+  xs = _box_run(tx, outside)
+  np.testing.assert_array_less(np.abs(xs[1:]), rate * np.abs(xs[:-1]) + lr + 1e-5)
+  excess = np.max(np.abs(xs), axis=1) - radius
+  t = np.arange(len(xs))
+  assert np.all(excess <= rate ** t * excess[0] + 1e-5)
+  assert excess[-1] < 1e-4
+  # The constrained optimum of 0.5||x - 10||^2 over the box is 2*1: reached.
+  assert np.min(xs[-1]) > 1.5
+
+
+def test_box_negative_controls():
+  """Without decay (Lion) or with plain momentum SGD, the iterates leave the box."""
+  inside = jnp.linspace(-2.0, 2.0, 8)
+  for tx in (optkit.lion(0.1, weight_decay=0.0), optax.sgd(0.1, momentum=0.9)):
+    xs = _box_run(tx, inside)
+    assert np.max(np.abs(xs[-1])) > 5.0
+
+
+# ---------------------------------------------------------------- reference fixture
+
+
+def _fixture_problem(data, prefix):
+  if prefix == "quadratic":
+    a, b = jnp.asarray(data["quadratic__data__A"]), jnp.asarray(data["quadratic__data__b"])
+    return lambda p: 0.5 * p["x"] @ (a @ p["x"]) - b @ p["x"]
+  x, y = jnp.asarray(data["logreg__data__X"]), jnp.asarray(data["logreg__data__y"])
+
+  def loss(p):
+    z = x @ p["w"] + p["b"]
+    return jnp.mean(jax.nn.softplus(z) - y * z)
+
+  return loss
+
+
+@pytest.mark.parametrize("prefix", ["quadratic", "logreg"])
+def test_reproduces_pytorch_optimizer_lion(prefix):
+  """30 steps of pytorch_optimizer 4.1.0 Lion (float32), every step, to rtol 1e-6
+  and atol 1e-6 (params are O(1); torch multiplies p by (1 - lr wd) where optax
+  adds -lr wd p, which only changes rounding)."""
+  data = np.load(FIXTURE)
+  hp = {k: float(data[f"{prefix}__hparam__{k}"]) for k in ("lr", "b1", "b2", "weight_decay")}
+  names = sorted(k.split("__")[-1] for k in data.files if k.startswith(f"{prefix}__traj__"))
+  traj = {k: data[f"{prefix}__traj__{k}"] for k in names}
+  loss = _fixture_problem(data, prefix)
+  tx = optkit.lion(hp["lr"], b1=hp["b1"], b2=hp["b2"], weight_decay=hp["weight_decay"])
+  params = {k: jnp.asarray(v[0]) for k, v in traj.items()}
+  state = tx.init(params)
+  step = jax.jit(lambda p, s: tx.update(jax.grad(loss)(p), s, p))
+  for t in range(1, traj[names[0]].shape[0]):
+    u, state = step(params, state)
+    params = optax.apply_updates(params, u)
+    for k in names:
+      np.testing.assert_allclose(params[k], traj[k][t], rtol=1e-6, atol=1e-6,
+                                 err_msg=f"{prefix}/{k} step {t}")
+
+
+# ---------------------------------------------------------------- dtypes, validation
+
+
+def test_bf16_params_with_f32_momentum_keep_dtypes():
+  """optkit casts the update back to the gradient's dtype (optax alone returns f32)."""
+  p = {"w": jnp.ones((3,), jnp.bfloat16)}
+  opt = optkit.lion(1e-2, mu_dtype=jnp.float32)
+  state = opt.init(p)
+  for _ in range(3):
+    u, state = opt.update({"w": jnp.array([1.0, -2.0, 0.5], jnp.bfloat16)}, state, p)
+    assert u["w"].dtype == jnp.bfloat16
+    assert state[0].mu["w"].dtype == jnp.float32
+  u_optax, _ = optax.lion(1e-2, mu_dtype=jnp.float32).update(
+      {"w": jnp.array([1.0, -2.0, 0.5], jnp.bfloat16)},
+      optax.lion(1e-2, mu_dtype=jnp.float32).init(p), p)
+  assert u_optax["w"].dtype == jnp.float32  # the optax behaviour optkit fixes
+
+
+@pytest.mark.parametrize("kwargs", [
+    {"learning_rate": -1.0},
+    {"learning_rate": 1e-3, "b1": 1.5},
+    {"learning_rate": 1e-3, "b1": 1.0},
+    {"learning_rate": 1e-3, "b2": -0.1},
+    {"learning_rate": 1e-3, "weight_decay": -1e-3},
+])
+def test_bad_hyperparameters_raise(kwargs):
+  with pytest.raises(ValueError, match="lion"):
+    optkit.lion(**kwargs)
+
+
+def test_bad_direction_hyperparameters_raise():
+  with pytest.raises(ValueError, match="lion: `b2`"):
+    optkit.scale_by_lion(b2=1.0)
+
+
+def test_mismatched_tree_raises():
+  opt = optkit.scale_by_lion()
+  state = opt.init({"a": jnp.zeros(2), "b": jnp.zeros(3)})
+  with pytest.raises(ValueError, match="lion"):
+    opt.update({"a": jnp.zeros(2)}, state)
