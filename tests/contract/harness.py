@@ -13,6 +13,7 @@ import optax
 from optkit.bench import problems as problems_lib
 
 TRANSFORM_KINDS = ("optimizer", "direction", "estimator", "aggregator", "wrapper")
+AGGREGATOR_LR = 0.05
 
 
 def build(record, **overrides):
@@ -55,8 +56,12 @@ def make_step(record, tx, problem):
     g = jax.tree.map(lambda a, p: a.astype(p.dtype), g, params)
     updates, state = tx.update(g, state, params, value_fn=problem.loss,
                                value=problem.loss(params))
-    if record.kind in ("estimator",):
+    if record.kind == "estimator":
       new_params = params
+    elif record.kind == "aggregator":
+      # An aggregator returns a descent direction for the objectives: step
+      # against it, as chain(aggregator, optax.sgd(AGGREGATOR_LR)) would.
+      new_params = jax.tree.map(lambda p, u: p - AGGREGATOR_LR * u, params, updates)
     else:
       new_params = optax.apply_updates(params, updates)
     return new_params, state, updates
