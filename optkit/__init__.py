@@ -7,6 +7,7 @@ is available flat (``optkit.lion``, ``optkit.scale_by_adahessian``,
 
 from optkit import core
 from optkit import registry
+from optkit.adaptive import *  # noqa: F401,F403
 from optkit.curvature import *  # noqa: F401,F403
 from optkit.multi_objective import *  # noqa: F401,F403
 from optkit.orthogonal import *  # noqa: F401,F403

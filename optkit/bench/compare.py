@@ -187,15 +187,10 @@ def _plot(results, names, task, path):
     sm = np.apply_along_axis(lambda c: np.convolve(c, np.ones(k) / k, mode="valid"), 1, curves)
     axes[0].plot(np.arange(sm.shape[1]) + k, sm.mean(0), color=color,
                  label=f"{name} (lr {rs[0]['lr']:.2g})")
-    if "accuracy" in rs[0]["eval"][0]:
-      axes[1].plot(rs[0]["eval_steps"],
-                   np.mean([[e["accuracy"] for e in r["eval"]] for r in rs], 0), color=color)
-      axes[1].set_ylabel("held-out accuracy")
-    else:
-      axes[1].plot(rs[0]["eval_steps"],
-                   np.mean([[e["loss"] for e in r["eval"]] for r in rs], 0), color=color)
-      axes[1].set_ylabel("held-out loss")
-      axes[1].set_yscale("log")
+    axes[1].plot(rs[0]["eval_steps"],
+                 np.mean([[e["loss"] for e in r["eval"]] for r in rs], 0), color=color)
+  axes[1].set_ylabel("held-out loss")
+  axes[1].set_yscale("log")
   axes[0].set_yscale("log")
   axes[0].set_xlabel("step")
   axes[0].set_ylabel("train loss (10-step mean)")

@@ -91,7 +91,7 @@ def digits_mlp(hidden: int = 128, batch_size: int = 128) -> Task:
   return Task("digits_mlp", init, loss, sample, evaluate, target=0.1,
               description=f"MLP 64-{hidden}-10 on scikit-learn digits "
                           f"({xtr.shape[0]} train / {xte.shape[0]} test)",
-              default_lrs={"adamw": 3e-3, "sgd": 0.1, "lion": 3e-4, "lion_k": 3e-4,
+              default_lrs={"adamw": 3e-3, "sgd": 0.1, "lion": 1e-3, "lion_k": 1e-3,
                            "muon": 0.02, "spectral_descent": 0.02,
                            "steepest_descent": 0.02, "sign_descent": 3e-4,
                            "adahessian": 0.05, "adversarial_model_perturbation": 0.1})
