@@ -9,6 +9,7 @@ from optkit import core
 from optkit import registry
 from optkit.adaptive import *  # noqa: F401,F403
 from optkit.curvature import *  # noqa: F401,F403
+from optkit.momentum import *  # noqa: F401,F403
 from optkit.multi_objective import *  # noqa: F401,F403
 from optkit.orthogonal import *  # noqa: F401,F403
 from optkit.perturbation import *  # noqa: F401,F403
