@@ -127,7 +127,9 @@ def _stat_zeros(params):
 
 def _prev_params_init(params, exact: bool):
   if exact:
-    return jax.tree.map(jnp.asarray, params)
+    # A copy: the state must not alias params, or donating both (as users do
+    # with jax.jit(step, donate_argnums=...)) donates one buffer twice.
+    return jax.tree.map(lambda p: jnp.array(p, copy=True), params)
   return jax.tree.map(lambda p: jnp.zeros((), _stat_dtype(p)), params)
 
 

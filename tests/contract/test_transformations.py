@@ -98,6 +98,21 @@ def test_state_survives_scan_and_cond(record):
 
 
 @pytest.mark.parametrize("record", RECORDS, ids=IDS)
+def test_runs_with_params_and_state_donated(record):
+  """Users jit their step with params and state donated: the state must not
+  alias params (or each other), and donation must not change the result."""
+  problem = harness.problem_for(record)
+  tx = harness.build(record)
+  expected = harness.run(record, tx, problem, _params(record), STEPS)[0]
+  params = _params(record)
+  state = tx.init(params)
+  step = jax.jit(harness.make_step(record, tx, problem), donate_argnums=(0, 1))
+  for _ in range(STEPS):
+    params, state, _ = step(params, state)
+  chex.assert_trees_all_close(params, expected, rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("record", RECORDS, ids=IDS)
 def test_zero_gradients_are_finite(record):
   tx = harness.build(record)
   params = _params(record)
