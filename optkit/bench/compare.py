@@ -146,13 +146,13 @@ def run_one(task, name: str, lr: float, steps: int, seed: int, progress: bool = 
   evaluate = jax.jit(task.evaluate)
   data_key = jax.random.key(1000 + seed)
   train_losses, evals = [], []
+  # Compile (and warm up) outside the timed loop; the result is discarded.
+  jax.block_until_ready(step(params, state, data_key))
   bar = None
   if progress:
     from tqdm.auto import tqdm
     bar = tqdm(total=steps, desc=f"{name:>30s} lr={lr:.2g} seed={seed}", leave=False,
                file=sys.stderr, mininterval=0.5)
-  # Compile (and warm up) outside the timed loop.
-  jax.block_until_ready(step.lower(params, state, data_key).compile())
   t_total = 0.0
   eval_every = max(1, steps // 40)
   diverged_at = None
