@@ -2,7 +2,7 @@
 
 Run with the reference environment (torch + pytorch-optimizer):
 
-  /work/refvenv/bin/python tools/make_adahessian_fixtures.py
+  python tools/make_adahessian_fixtures.py
 
 Problem: a separable quartic with a diagonal Hessian,
 

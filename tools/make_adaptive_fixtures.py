@@ -17,7 +17,7 @@ Formulas torch uses (read in torch/optim/adam.py, adamax.py):
   (1 - b2^t): optkit's ``max_before_bias_correction=True``.
 
 Run with the reference environment:
-  /work/refvenv/bin/python tools/make_adaptive_fixtures.py
+  python tools/make_adaptive_fixtures.py
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ pytorch_optimizer's decoupled decay (``p *= 1 - lr wd`` before the step) is
 algebraically ``optax.add_decayed_weights`` before ``scale_by_learning_rate``.
 
 Run with the reference environment:
-  /work/refvenv/bin/python tools/make_momentum_fixtures.py
+  python tools/make_momentum_fixtures.py
 """
 
 from __future__ import annotations

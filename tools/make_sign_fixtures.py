@@ -11,7 +11,7 @@ before the sign step; optkit/optax add ``-lr * weight_decay * p`` to the update.
 The two are algebraically identical (only float rounding differs).
 
 Run with the reference environment:
-  /work/refvenv/bin/python tools/make_sign_fixtures.py
+  python tools/make_sign_fixtures.py
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Run with the reference environment (torchjd 0.18 + qpsolvers + quadprog):
 
-    /work/refvenv/bin/python tools/make_upgrad_fixtures.py
+    python tools/make_upgrad_fixtures.py
 
 For each case k the file stores
 

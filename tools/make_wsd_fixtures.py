@@ -6,7 +6,7 @@ once per step and recording ``get_last_lr()`` for t = 0 .. T + 2.
 
 Run with the reference environment (torch, pytorch-optimizer):
 
-    /work/refvenv/bin/python tools/make_wsd_fixtures.py
+    python tools/make_wsd_fixtures.py
 
 Each case stores ``<case>/values`` (float64, shape (T + 3,)) and
 ``<case>/config`` = [peak, T, T_w, T_c, min_lr_ratio], and ``<case>/shape``

@@ -3,6 +3,7 @@ covers the rest."""
 
 from __future__ import annotations
 
+import functools
 import os
 
 import chex
@@ -13,31 +14,13 @@ import optax
 import pytest
 
 from optkit.adaptive import adam, adamax, scale_by_adam, scale_by_adamax, scale_by_amsgrad
+from tests import helpers
 
-FIXTURE = os.path.join(os.path.dirname(__file__), "..", "fixtures", "reference",
-                       "adaptive_torch.npz")
-TREE = {"a": (5,), "b": (2, 3), "c": ()}
-
-
-def _tree(seed, scale=1.0):
-  rng = np.random.default_rng(seed)
-  return {k: jnp.asarray(scale * rng.standard_normal(s), jnp.float32) for k, s in TREE.items()}
-
-
-def _grads(n, seed=0):
-  return [_tree(1000 * seed + i + 1, scale=1.0 / (1 + 0.1 * i)) for i in range(n)]
-
-
-def _run(tx, params, grads):
-  """Feeds the given gradients (params move); returns per-step (update, state)."""
-  state = tx.init(params)
-  update = jax.jit(tx.update)
-  outs = []
-  for g in grads:
-    u, state = update(g, state, params)
-    params = optax.apply_updates(params, u)
-    outs.append((u, state))
-  return outs
+FIXTURE = helpers.fixture("adaptive_torch.npz")
+TREE = helpers.SMALL_TREE
+_tree = helpers.random_tree
+_grads = functools.partial(helpers.gradient_sequence, decay=0.1)
+_run = helpers.run_open_loop
 
 
 def _assert_runs_equal(mine, ref, state_index=None):

@@ -12,30 +12,13 @@ import optax
 import pytest
 
 import optkit
+from tests import helpers
 
-FIXTURE = os.path.join(os.path.dirname(__file__), "..", "fixtures", "reference",
-                       "lion_pytorch_optimizer.npz")
-TREE = {"a": (5,), "b": (2, 3), "c": ()}
-
-
-def _tree(seed, scale=1.0):
-  rng = np.random.default_rng(seed)
-  return {k: jnp.asarray(scale * rng.standard_normal(s), jnp.float32) for k, s in TREE.items()}
-
-
-def _grads(n, seed=0):
-  return [_tree(1000 * seed + i + 1) for i in range(n)]
-
-
-def _run_open_loop(tx, params, grads):
-  state = tx.init(params)
-  update = jax.jit(tx.update)
-  outs = []
-  for g in grads:
-    u, state = update(g, state, params)
-    params = optax.apply_updates(params, u)
-    outs.append((u, state))
-  return outs
+FIXTURE = helpers.fixture("lion_pytorch_optimizer.npz")
+TREE = helpers.SMALL_TREE
+_tree = helpers.random_tree
+_grads = helpers.gradient_sequence
+_run_open_loop = helpers.run_open_loop
 
 
 def _assert_same_run(mine, ref, exact=True, **tol):
