@@ -109,6 +109,34 @@ def _xent(logits, y):
                   - jnp.take_along_axis(logits, y[:, None], axis=-1)[:, 0])
 
 
+def _sampler(xtr, ytr, batch_size: int):
+  """``key -> (x, y)``: a training batch drawn with replacement."""
+
+  def sample(key):
+    idx = jax.random.randint(key, (batch_size,), 0, xtr.shape[0])
+    return xtr[idx], ytr[idx]
+
+  return sample
+
+
+def _softmax_classifier(name, init, apply, data, batch_size, description, default_lrs):
+  """A Task for ``apply(params, x) -> logits`` trained with cross-entropy."""
+  xtr, ytr, xte, yte = data
+
+  def loss(params, batch):
+    x, y = batch
+    return _xent(apply(params, x), y)
+
+  def evaluate(params):
+    logits = apply(params, xte)
+    return {"loss": _xent(logits, yte),
+            "accuracy": jnp.mean(jnp.argmax(logits, -1) == yte)}
+
+  return Task(name, init, loss, _sampler(xtr, ytr, batch_size), evaluate, target=0.1,
+              description=f"{description} ({xtr.shape[0]} train / {xte.shape[0]} test)",
+              default_lrs=default_lrs)
+
+
 def digits_mlp(hidden: int = 128, batch_size: int = 128) -> Task:
   """A two-layer MLP (64-hidden-10) on scikit-learn's 8x8 digits (1797 images)."""
   xtr, ytr, xte, yte = _digits_split()
@@ -127,26 +155,13 @@ def digits_mlp(hidden: int = 128, batch_size: int = 128) -> Task:
     h = jax.nn.gelu(x @ params["w1"] + params["b1"])
     return h @ params["w2"] + params["b2"]
 
-  def loss(params, batch):
-    x, y = batch
-    return _xent(apply(params, x), y)
-
-  def sample(key):
-    idx = jax.random.randint(key, (batch_size,), 0, xtr.shape[0])
-    return xtr[idx], ytr[idx]
-
-  def evaluate(params):
-    logits = apply(params, xte)
-    return {"loss": _xent(logits, yte),
-            "accuracy": jnp.mean(jnp.argmax(logits, -1) == yte)}
-
-  return Task("digits_mlp", init, loss, sample, evaluate, target=0.1,
-              description=f"MLP 64-{hidden}-10 on scikit-learn digits "
-                          f"({xtr.shape[0]} train / {xte.shape[0]} test)",
-              default_lrs={"adamw": 3e-3, "sgd": 0.1, "lion": 1e-3, "lion_k": 1e-3,
-                           "muon": 0.02, "spectral_descent": 0.02,
-                           "steepest_descent": 0.02, "sign_descent": 3e-4,
-                           "adahessian": 0.05, "adversarial_model_perturbation": 0.1})
+  return _softmax_classifier(
+      "digits_mlp", init, apply, (xtr, ytr, xte, yte), batch_size,
+      f"MLP 64-{hidden}-10 on scikit-learn digits",
+      default_lrs={"adamw": 3e-3, "sgd": 0.1, "lion": 1e-3, "lion_k": 1e-3,
+                   "muon": 0.02, "spectral_descent": 0.02,
+                   "steepest_descent": 0.02, "sign_descent": 3e-4,
+                   "adahessian": 0.05, "adversarial_model_perturbation": 0.1})
 
 
 def logistic_regression(batch_size: int = 64, l2: float = 1e-4) -> Task:
@@ -179,9 +194,7 @@ def logistic_regression(batch_size: int = 64, l2: float = 1e-4) -> Task:
     xs, ys = batch
     return bce(params, xs, ys)[0] + 0.5 * l2 * jnp.sum(params["w"] ** 2)
 
-  def sample(key):
-    idx = jax.random.randint(key, (batch_size,), 0, xtr.shape[0])
-    return xtr[idx], ytr[idx]
+  sample = _sampler(xtr, ytr, batch_size)
 
   def evaluate(params):
     value, z = bce(params, xte, yte)
@@ -226,26 +239,13 @@ def digits_cnn(channels: tuple = (8, 16), batch_size: int = 128) -> Task:
     h = h.reshape(h.shape[0], -1)
     return h @ params["dense"]["kernel"] + params["dense"]["bias"]
 
-  def loss(params, batch):
-    x, y = batch
-    return _xent(apply(params, x), y)
-
-  def sample(key):
-    idx = jax.random.randint(key, (batch_size,), 0, xtr.shape[0])
-    return xtr[idx], ytr[idx]
-
-  def evaluate(params):
-    logits = apply(params, xte)
-    return {"loss": _xent(logits, yte),
-            "accuracy": jnp.mean(jnp.argmax(logits, -1) == yte)}
-
-  return Task("digits_cnn", init, loss, sample, evaluate, target=0.1,
-              description=f"CNN conv3x3({c1})-conv3x3/2({c2})-dense on scikit-learn digits "
-                          f"({xtr.shape[0]} train / {xte.shape[0]} test)",
-              default_lrs={"adamw": 3e-3, "sgd": 0.05, "lion": 1e-3, "lion_k": 1e-3,
-                           "muon": 0.02, "spectral_descent": 0.02,
-                           "steepest_descent": 0.02, "sign_descent": 3e-4,
-                           "adahessian": 0.05, "adversarial_model_perturbation": 0.05})
+  return _softmax_classifier(
+      "digits_cnn", init, apply, (xtr, ytr, xte, yte), batch_size,
+      f"CNN conv3x3({c1})-conv3x3/2({c2})-dense on scikit-learn digits",
+      default_lrs={"adamw": 3e-3, "sgd": 0.05, "lion": 1e-3, "lion_k": 1e-3,
+                   "muon": 0.02, "spectral_descent": 0.02,
+                   "steepest_descent": 0.02, "sign_descent": 3e-4,
+                   "adahessian": 0.05, "adversarial_model_perturbation": 0.05})
 
 
 def _corpus() -> str:
@@ -370,9 +370,7 @@ def two_task(hidden: int = 64, batch_size: int = 128) -> Task:
   def loss(params, batch):
     return jnp.sum(objectives(params, batch))
 
-  def sample(key):
-    idx = jax.random.randint(key, (batch_size,), 0, xtr.shape[0])
-    return xtr[idx], ytr[idx]
+  sample = _sampler(xtr, ytr, batch_size)
 
   def evaluate(params):
     ld, lp = heads(params, xte)
