@@ -34,6 +34,7 @@ RECORDS = (
         factory=lion,
         direction=scale_by_lion,
         test_hparams={"learning_rate": 1e-2},
+        static_hparams=("mask", "mu_dtype", "from_new_momentum"),
         problems=("quadratic", "rosenbrock", "logistic_regression"),
         reference="optax.lion; pytorch_optimizer.Lion fixture "
                   "(tests/fixtures/reference/lion_pytorch_optimizer.npz)",
@@ -48,7 +49,7 @@ RECORDS = (
         factory=lion_k,
         direction=scale_by_lion_k,
         test_hparams={"learning_rate": 1e-2},
-        static_hparams=("grad_k", "per_leaf"),
+        static_hparams=("grad_k", "per_leaf", "mask", "mu_dtype", "from_new_momentum"),
         problems=("quadratic", "rosenbrock", "logistic_regression"),
         reference="optax.lion (grad_k='sign'), optax.scale_by_lion(mode='refined') "
                   "(grad_k='huber', delta=1), optax.ema chain (grad_k='identity'); "

@@ -97,6 +97,7 @@ import optax
 
 from optkit.core import tree as tree_lib
 from optkit.core import validate
+from optkit.sign.lion import interpolate_and_update, use_new_momentum_form
 
 _NAME = "lion_k"
 PRESETS = ("sign", "l2", "huber", "lp", "identity")
@@ -190,7 +191,8 @@ def scale_by_lion_k(b1: float = 0.9,
                     per_leaf: bool = True,
                     delta: float = 1.0,
                     p: float = 2.0,
-                    mu_dtype: Optional[Any] = None) -> optax.GradientTransformation:
+                    mu_dtype: Optional[Any] = None,
+                    from_new_momentum: Optional[bool] = None) -> optax.GradientTransformation:
   r"""Lion-K direction :math:`\nabla K(\beta_1 m + (1-\beta_1) g)` (no lr, no decay).
 
   Args:
@@ -204,6 +206,8 @@ def scale_by_lion_k(b1: float = 0.9,
     delta: the Huber threshold (only 'huber'); 1 gives optax's 'refined' mode.
     p: the exponent of 'lp', >= 1; p = 1 is sign, p = 2 is identity.
     mu_dtype: dtype of the momentum buffer; None keeps the params' dtype.
+    from_new_momentum: read c_t from the updated momentum (equal up to float
+      rounding, no buffer copy under donation); see ``optkit.scale_by_lion``.
 
   Returns:
     An ``optax.GradientTransformation`` with state ``ScaleByLionKState``.
@@ -222,6 +226,7 @@ def scale_by_lion_k(b1: float = 0.9,
   """
   validate.unit_interval(_NAME, b1=b1, b2=b2)
   _check_grad_k(grad_k, per_leaf, delta, p)
+  new_form = use_new_momentum_form(_NAME, b1, b2, from_new_momentum)
 
   def init_fn(params):
     return ScaleByLionKState(count=jnp.zeros([], jnp.int32),
@@ -230,12 +235,10 @@ def scale_by_lion_k(b1: float = 0.9,
   def update_fn(updates, state, params=None):
     del params
     tree_lib.check_same_structure(_NAME, updates, state.mu)
-    c = jax.tree.map(lambda g, m: _work((1.0 - b1) * g + b1 * m),   # c_t
-                     updates, state.mu)
+    c, mu = interpolate_and_update(updates, state.mu, b1, b2, new_form)  # c_t, m_t
+    c = jax.tree.map(_work, c)
     u = _apply_grad_k(c, grad_k, per_leaf, delta, p)                # grad K(c_t)
     u = optax.tree.cast_like(u, updates)  # bf16 grads -> bf16 update
-    mu = optax.tree.update_moment(updates, state.mu, b2, 1)         # m_t
-    mu = optax.tree.cast_like(mu, state.mu)
     return u, ScaleByLionKState(count=optax.safe_increment(state.count), mu=mu)
 
   return optax.GradientTransformation(init_fn, update_fn)
@@ -251,7 +254,8 @@ def lion_k(learning_rate: optax.ScalarOrSchedule,
            per_leaf: bool = True,
            delta: float = 1.0,
            p: float = 2.0,
-           mu_dtype: Optional[Any] = None) -> optax.GradientTransformationExtraArgs:
+           mu_dtype: Optional[Any] = None,
+           from_new_momentum: Optional[bool] = None) -> optax.GradientTransformationExtraArgs:
   r"""Lion-K: Lion with a general convex K, and decoupled weight decay.
 
   .. math::
@@ -280,6 +284,7 @@ def lion_k(learning_rate: optax.ScalarOrSchedule,
     delta: Huber threshold for 'huber'.
     p: exponent for 'lp' (>= 1).
     mu_dtype: dtype of the momentum buffer.
+    from_new_momentum: see ``optkit.scale_by_lion`` (equal up to float rounding).
 
   Returns:
     An ``optax.GradientTransformationExtraArgs``.
@@ -301,7 +306,7 @@ def lion_k(learning_rate: optax.ScalarOrSchedule,
   validate.non_negative(_NAME, weight_decay=weight_decay)
   return optax.chain(
       scale_by_lion_k(b1=b1, b2=b2, grad_k=grad_k, per_leaf=per_leaf, delta=delta, p=p,
-                      mu_dtype=mu_dtype),
+                      mu_dtype=mu_dtype, from_new_momentum=from_new_momentum),
       optax.add_decayed_weights(weight_decay, mask),
       optax.scale_by_learning_rate(learning_rate),
   )

@@ -62,17 +62,80 @@ def test_sign_of_zero_is_zero():
 def test_equals_optax_lion_exactly(kwargs):
   params = _tree(42)
   grads = _grads(12)
-  mine = _run_open_loop(optkit.lion(3e-2, **kwargs), params, grads)
+  mine = _run_open_loop(optkit.lion(3e-2, from_new_momentum=False, **kwargs), params, grads)
   ref = _run_open_loop(optax.lion(3e-2, **kwargs), params, grads)
   for (u, s), (ur, sr) in zip(mine, ref):
     chex.assert_trees_all_equal(u, ur)
     chex.assert_trees_all_equal(s, sr)
 
 
+@pytest.mark.parametrize("b1,b2", [(0.9, 0.99), (0.95, 0.98), (0.5, 0.5)])
+def test_new_momentum_form_equals_paper_form_up_to_rounding(b1, b2):
+  """The default reads c_t from m_t; signs agree with optax except at rounding ties."""
+  key = jax.random.key(0)
+  k1, k2 = jax.random.split(key)
+  g = jax.random.normal(k1, (4000,))
+  m = jax.random.normal(k2, (4000,))
+  state = optax.ScaleByLionState(count=jnp.array(5, jnp.int32), mu=m)
+  u_new, s_new = optkit.scale_by_lion(b1, b2).update(g, state)
+  u_ref, s_ref = optax.scale_by_lion(b1, b2).update(g, state)
+  chex.assert_trees_all_equal(s_new, s_ref)          # same momentum, bit for bit
+  c_ref = np.asarray(b1 * m + (1 - b1) * g, np.float64)
+  scale = np.abs(b1 * np.asarray(m)) + np.abs((1 - b1) * np.asarray(g))
+  differ = np.asarray(u_new) != np.asarray(u_ref)
+  assert np.all(np.abs(c_ref[differ]) <= 1e-6 * scale[differ])
+  # Negative control: the paper's form with another b1 is not a rounding difference.
+  u_other, _ = optax.scale_by_lion(b1 - 0.3 if b1 > 0.4 else b1 + 0.3, b2).update(g, state)
+  assert np.mean(np.asarray(u_other) != np.asarray(u_ref)) > 0.01
+
+
+def _compiled_step_text(tx, params):
+  state = tx.init(params)
+
+  def step(p, s, g):
+    u, s = tx.update(g, s, p)
+    return optax.apply_updates(p, u), s
+
+  return jax.jit(step, donate_argnums=(0, 1)).lower(params, state, params).compile().as_text()
+
+
+def test_new_momentum_form_needs_no_momentum_copy_under_donation():
+  """Why the default form exists: XLA updates m in place, with no copy of m_{t-1}."""
+  params = {"w": jnp.ones((64, 32))}
+  fast = _compiled_step_text(optkit.lion(1e-3), params)
+  paper = _compiled_step_text(optkit.lion(1e-3, from_new_momentum=False), params)
+  assert " copy(" not in fast
+  assert " copy(" in paper  # negative control: the paper's order forces a copy
+
+
+def test_array_hyperparameters_use_the_paper_form_exactly():
+  """Under inject_hyperparams (array betas) the numbers are optax's bit for bit."""
+  params = _tree(3)
+  grads = _grads(8, seed=5)
+  mine = optax.inject_hyperparams(optkit.lion, static_args=("mask", "mu_dtype",
+                                                            "from_new_momentum"))(3e-2)
+  ref = optax.inject_hyperparams(optax.lion)(3e-2)
+  for (u, _), (ur, _) in zip(_run_open_loop(mine, params, grads),
+                             _run_open_loop(ref, params, grads)):
+    chex.assert_trees_all_equal(u, ur)
+
+
+def test_from_new_momentum_bad_values():
+  with pytest.raises(ValueError, match="lion.*from_new_momentum"):
+    optkit.lion(1e-3, b1=0.99, b2=0.9, from_new_momentum=True)
+  with pytest.raises(TypeError, match="lion.*from_new_momentum"):
+    optkit.scale_by_lion(from_new_momentum="yes")
+  # b2 < b1 with the default silently uses the (exact) paper form.
+  g = jnp.array([1.0, -2.0])
+  tx = optkit.scale_by_lion(0.99, 0.9)
+  assert np.array_equal(tx.update(g, tx.init(g))[0], [1.0, -1.0])
+
+
 def test_scale_by_lion_equals_optax_direction():
   params = _tree(1)
   grads = _grads(6, seed=3)
-  mine = _run_open_loop(optkit.scale_by_lion(0.8, 0.95), params, grads)
+  mine = _run_open_loop(optkit.scale_by_lion(0.8, 0.95, from_new_momentum=False), params,
+                        grads)
   ref = _run_open_loop(optax.scale_by_lion(0.8, 0.95), params, grads)
   for (u, s), (ur, sr) in zip(mine, ref):
     chex.assert_trees_all_equal(u, ur)

@@ -51,9 +51,15 @@ def test_huber_delta_one_equals_optax_refined_lion():
   lr, wd = 3e-2, 0.1
   ref = optax.chain(optax.scale_by_lion(mode="refined"), optax.add_decayed_weights(wd),
                     optax.scale_by_learning_rate(lr))
-  mine = optkit.lion_k(lr, weight_decay=wd, grad_k="huber", delta=1.0)
+  mine = optkit.lion_k(lr, weight_decay=wd, grad_k="huber", delta=1.0,
+                       from_new_momentum=False)
   ref_run = _run_open_loop(ref, params, grads)
   _assert_same_run(_run_open_loop(mine, params, grads), ref_run)
+  # The default reads c_t from the updated momentum: equal up to float rounding.
+  fast = _run_open_loop(optkit.lion_k(lr, weight_decay=wd, grad_k="huber", delta=1.0),
+                        params, grads)
+  for (u, _), (ur, _) in zip(fast, ref_run):
+    chex.assert_trees_all_close(u, ur, rtol=1e-6, atol=1e-8)
   # Negative control: another delta is another algorithm.
   other = optkit.lion_k(lr, weight_decay=wd, grad_k="huber", delta=0.5)
   assert not np.array_equal(_run_open_loop(other, params, grads[:1])[0][0]["a"],
