@@ -74,9 +74,9 @@ def masked_value_fn(value_fn: Callable[[Any], Any], params: Any,
   mask_tree = mask(params) if callable(mask) else mask
   is_masked_node = lambda x: isinstance(x, optax.MaskedNode)
 
-  def sub_value_fn(sub_params):
+  def sub_value_fn(sub_params, **kwargs):  # kwargs: e.g. Sophia-G's ``key``
     full = jax.tree.map(lambda m, p, s: s if m else p, mask_tree, params, sub_params,
                         is_leaf=is_masked_node)
-    return value_fn(full)
+    return value_fn(full, **kwargs)
 
   return sub_value_fn

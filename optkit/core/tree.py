@@ -7,14 +7,23 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 
 
 def check_same_structure(algo: str, updates: Any, reference: Any,
                          what: str = "the optimizer state") -> None:
   """Raises a ValueError when ``updates`` is not shaped like ``reference``.
 
-  The check is static (tree structure and leaf shapes), so it costs nothing
-  under ``jax.jit``.
+  Also raises a TypeError for a gradient leaf that is not floating point:
+  integer or boolean params (a step counter or a mask inside a model's
+  variables) have no gradient (``jax.grad(..., allow_int=True)`` gives float0)
+  and no optkit transformation updates them. The policy, the same for every
+  transformation: they are rejected with this error, which says how to keep
+  them out of the optimizer (``optax.masked`` for the float leaves only, or
+  ``nnx.Optimizer(..., wrt=nnx.Param)`` in Flax).
+
+  The check is static (tree structure, leaf shapes and dtypes), so it costs
+  nothing under ``jax.jit``.
   """
   s_u = jax.tree.structure(updates)
   s_r = jax.tree.structure(reference)
@@ -24,10 +33,44 @@ def check_same_structure(algo: str, updates: Any, reference: Any,
         f"{s_u}, expected {s_r}. Was the state initialized with other params?")
   for (path, u), r in zip(jax.tree_util.tree_leaves_with_path(updates),
                           jax.tree.leaves(reference)):
+    check_floating(algo, path, u)
     if jnp.shape(u) != jnp.shape(r):
       raise ValueError(
           f"{algo}: the gradient leaf at {jax.tree_util.keystr(path)} has shape "
           f"{jnp.shape(u)}, but {what} has shape {jnp.shape(r)}.")
+
+
+def check_floating(algo: str, path, leaf) -> None:
+  """TypeError for an integer, boolean or float0 gradient leaf (see above)."""
+  dtype = jnp.result_type(leaf) if hasattr(leaf, "dtype") else None
+  if dtype is not None and not jnp.issubdtype(dtype, jnp.inexact):
+    raise TypeError(
+        f"{algo}: the gradient leaf at {jax.tree_util.keystr(path)} has dtype {dtype}; "
+        "optkit updates floating-point leaves only. Keep integer or boolean params "
+        "(step counters, masks) out of the optimizer: optimize the float leaves only "
+        "(optax.masked(tx, mask) with the update of the others dropped, or "
+        "nnx.Optimizer(model, tx, wrt=nnx.Param) in Flax).")
+
+
+def check_floating_tree(algo: str, updates: Any) -> None:
+  """``check_floating`` on every leaf (for updates without a state to compare)."""
+  for path, u in jax.tree_util.tree_leaves_with_path(updates):
+    check_floating(algo, path, u)
+
+
+def floating_only(algo: str, tx):
+  """``tx`` with ``check_floating_tree`` run first on every update.
+
+  For optkit algorithms built by chaining optax pieces whose first piece would
+  otherwise fail on a float0/integer gradient with an unclear numpy error.
+  """
+  tx = optax.with_extra_args_support(tx)
+
+  def update_fn(updates, state, params=None, **extra_args):
+    check_floating_tree(algo, updates)
+    return tx.update(updates, state, params, **extra_args)
+
+  return optax.GradientTransformationExtraArgs(tx.init, update_fn)
 
 
 def leading_axis_size(algo: str, tree: Any) -> int:

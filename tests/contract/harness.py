@@ -48,13 +48,28 @@ def gradient(record, problem, params):
   return jax.grad(problem.loss)(params)
 
 
+def value_fn_of(problem):
+  """The problem's loss as ``value_fn``, also callable as ``value_fn(params, key=k)``.
+
+  Sophia-G's estimator calls ``value_fn(params, key=k)`` to sample labels; the
+  contract problems have no labels, so the key is accepted and unused.
+  """
+
+  def value_fn(params, key=None):
+    del key
+    return problem.loss(params)
+
+  return value_fn
+
+
 def make_step(record, tx, problem):
   """A train step ``(params, state) -> (params, state, updates)``."""
+  value_fn = value_fn_of(problem)
 
   def step(params, state):
     g = gradient(record, problem, params)
     g = jax.tree.map(lambda a, p: a.astype(p.dtype), g, params)
-    updates, state = tx.update(g, state, params, value_fn=problem.loss,
+    updates, state = tx.update(g, state, params, value_fn=value_fn,
                                value=problem.loss(params))
     if record.kind == "estimator":
       new_params = params

@@ -121,7 +121,7 @@ def test_zero_gradients_are_finite(record):
   zeros = jax.tree.map(jnp.zeros_like, g)
   state = tx.init(params)
   update = jax.jit(lambda z, s: tx.update(
-      z, s, params, value_fn=problem.loss, value=problem.loss(params)))
+      z, s, params, value_fn=harness.value_fn_of(problem), value=problem.loss(params)))
   for _ in range(STEPS):
     updates, state = update(zeros, state)
     chex.assert_tree_all_finite((updates, state))
@@ -208,9 +208,9 @@ def test_unknown_extra_args_are_ignored(record):
   state = tx.init(params)
   g = harness.gradient(record, problem, params)
   if isinstance(tx, optax.GradientTransformationExtraArgs):
-    u1, _ = tx.update(g, state, params, value_fn=problem.loss, value=problem.loss(params),
+    u1, _ = tx.update(g, state, params, value_fn=harness.value_fn_of(problem), value=problem.loss(params),
                       some_unrelated_argument=1.0)
-    u2, _ = tx.update(g, state, params, value_fn=problem.loss, value=problem.loss(params))
+    u2, _ = tx.update(g, state, params, value_fn=harness.value_fn_of(problem), value=problem.loss(params))
     chex.assert_trees_all_close(u1, u2)
   else:
     assert not record.extra_args, "a transformation that needs extra args must accept them"
@@ -226,7 +226,7 @@ def test_mismatched_gradient_tree_raises(record):
   bad = dict(g)
   bad.pop("w")
   with pytest.raises((ValueError, TypeError)):
-    tx.update(bad, state, params, value_fn=problem.loss, value=problem.loss(params))
+    tx.update(bad, state, params, value_fn=harness.value_fn_of(problem), value=problem.loss(params))
 
 
 PER_GRADIENT = [r for r in RECORDS if r.kind != "estimator" and not harness.takes_jacobian(r)]
@@ -267,7 +267,7 @@ def test_masked(record):
   @jax.jit
   def update(g, s, p):
     # Transformations that read value_fn see only the masked-in leaves.
-    value_fn = extra_args.masked_value_fn(problem.loss, p, mask)
+    value_fn = extra_args.masked_value_fn(harness.value_fn_of(problem), p, mask)
     return tx.update(g, s, p, value_fn=value_fn, value=problem.loss(p))
 
   for _ in range(2):
