@@ -2,7 +2,7 @@
 
 Run with the reference environment (torch + pytorch-optimizer):
 
-  python tools/make_adahessian_fixtures.py
+  python tools/make_adahessian_fixtures.py [--out DIR]
 
 Problem: a separable quartic with a diagonal Hessian,
 
@@ -21,11 +21,14 @@ hyperparameters ``cfg/{lr,b1,b2,eps,weight_decay,hessian_power,update_period}``.
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import torch
 from pytorch_optimizer import AdaHessian
+
+try:
+  from tools import _fixtures
+except ImportError:  # run as a script: tools/ itself is on sys.path
+  import _fixtures
 
 STEPS = 20
 SHAPES = {"b": (4,), "w": (3, 4)}
@@ -40,40 +43,20 @@ CONFIGS = {
 }
 
 
-def _problem(seed: int = 0):
-  rng = np.random.default_rng(seed)
-  a = {k: rng.uniform(0.1, 10.0, s) for k, s in SHAPES.items()}
-  c = {k: rng.standard_normal(s) for k, s in SHAPES.items()}
-  q = {k: rng.uniform(0.0, 0.5, s) for k, s in SHAPES.items()}
-  x0 = {k: rng.standard_normal(s) + 1.0 for k, s in SHAPES.items()}
-  return a, c, q, x0
-
-
 def _run(cfg: dict, a, c, q, x0):
   torch.manual_seed(0)
-  params = {k: torch.tensor(v, dtype=torch.float64, requires_grad=True) for k, v in x0.items()}
-  ta = {k: torch.tensor(v) for k, v in a.items()}
-  tc = {k: torch.tensor(v) for k, v in c.items()}
-  tq = {k: torch.tensor(v) for k, v in q.items()}
+  params = _fixtures.torch_params(x0, torch.float64)
   opt = AdaHessian(
       [params[k] for k in sorted(params)], lr=cfg["lr"], betas=(cfg["b1"], cfg["b2"]),
       weight_decay=cfg["weight_decay"], weight_decouple=True, fixed_decay=False,
       hessian_power=cfg["hessian_power"], update_period=cfg["update_period"],
       num_samples=1, hessian_distribution="rademacher", eps=cfg["eps"])
-  traj = {k: [x0[k].copy()] for k in params}
-  for _ in range(STEPS):
-    opt.zero_grad()
-    loss = sum(torch.sum(0.5 * ta[k] * (params[k] - tc[k]) ** 2 + 0.25 * tq[k] * params[k] ** 4)
-               for k in params)
-    loss.backward(create_graph=True)
-    opt.step()
-    for k in params:
-      traj[k].append(params[k].detach().numpy().copy())
-  return {k: np.stack(v) for k, v in traj.items()}
+  return _fixtures.record_trajectory(opt, params, _fixtures.quartic_loss(a, c, q), STEPS,
+                                     create_graph=True)
 
 
-def main():
-  a, c, q, x0 = _problem()
+def main(argv=None):
+  a, c, q, x0 = _fixtures.quartic_problem(SHAPES)
   out = {}
   for name, tree in (("a", a), ("c", c), ("q", q), ("x0", x0)):
     for k, v in tree.items():
@@ -84,10 +67,7 @@ def main():
       out[f"{cfg_name}/traj/{k}"] = v
     for h, v in cfg.items():
       out[f"{cfg_name}/{h}"] = np.asarray(v)
-  path = os.path.join(os.path.dirname(__file__), "..", "tests", "fixtures", "reference",
-                      "adahessian.npz")
-  np.savez(os.path.normpath(path), **out)
-  print("wrote", os.path.normpath(path), "with", len(out), "arrays")
+  _fixtures.save(_fixtures.output_dir(argv), "adahessian.npz", out)
 
 
 if __name__ == "__main__":

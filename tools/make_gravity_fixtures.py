@@ -17,7 +17,7 @@ zeta = g / (1 + (g max|g|)^2) are exercised):
   quadratic: 0.5 sum(A * (w - W*)^2) + 0.5 sum(d * (b - b*)^2)
   logreg:    mean softmax cross-entropy of X @ w + b (X: 24 x 4, 3 classes)
 
-Run with the reference environment:
+Run with the reference environment (``--out DIR`` writes elsewhere):
   /work/refvenv/bin/python tools/make_gravity_fixtures.py
 """
 
@@ -25,14 +25,17 @@ from __future__ import annotations
 
 import importlib.metadata
 import json
-import os
 
 import numpy as np
 import pytorch_optimizer
 import torch
 
+try:
+  from tools import _fixtures
+except ImportError:  # run as a script: tools/ itself is on sys.path
+  import _fixtures
+
 STEPS = 12
-OUTDIR = os.path.join(os.path.dirname(__file__), "..", "tests", "fixtures", "reference")
 CONFIGS = {
     # name: pytorch_optimizer kwargs
     "paper": dict(lr=0.1, alpha=0.01, beta=0.9),
@@ -40,54 +43,22 @@ CONFIGS = {
 }
 
 
-def problems():
-  rng = np.random.default_rng(11)
-  quad = {
-      "A": rng.uniform(0.5, 4.0, (4, 3)),
-      "W_star": rng.standard_normal((4, 3)),
-      "d": rng.uniform(0.5, 2.0, 3),
-      "b_star": rng.standard_normal(3),
-      "w0": 0.5 * rng.standard_normal((4, 3)),
-      "b0": 0.5 * rng.standard_normal(3),
-  }
-  logreg = {
-      "X": rng.standard_normal((24, 4)),
-      "y": rng.integers(0, 3, 24),
-      "w0": 0.5 * rng.standard_normal((4, 3)),
-      "b0": 0.5 * rng.standard_normal(3),
-  }
-  return {"quadratic": quad, "logreg": logreg}
-
-
-def torch_loss(name, data, w, b):
-  t = lambda k: torch.from_numpy(np.asarray(data[k]))
-  if name == "quadratic":
-    return (0.5 * (t("A") * (w - t("W_star")) ** 2).sum()
-            + 0.5 * (t("d") * (b - t("b_star")) ** 2).sum())
-  logits = t("X") @ w + b
-  return torch.nn.functional.cross_entropy(logits, t("y").long())
-
-
 def run(kwargs, name, data, v0_w, v0_b):
-  w = torch.tensor(data["w0"], dtype=torch.float64, requires_grad=True)
-  b = torch.tensor(data["b0"], dtype=torch.float64, requires_grad=True)
+  params = _fixtures.torch_params({"b": data["b0"], "w": data["w0"]}, torch.float64)
+  w, b = params["w"], params["b"]
   opt = pytorch_optimizer.Gravity([w, b], **kwargs)
   # Inject V_0 (pytorch_optimizer draws only when the state is empty).
   opt.state[w]["v"] = torch.tensor(v0_w, dtype=torch.float64)
   opt.state[b]["v"] = torch.tensor(v0_b, dtype=torch.float64)
-  ws, bs = [], []
-  for _ in range(STEPS):
-    opt.zero_grad()
-    torch_loss(name, data, w, b).backward()
-    opt.step()
-    ws.append(w.detach().numpy().copy())
-    bs.append(b.detach().numpy().copy())
-  return np.stack(ws), np.stack(bs)
+  traj = _fixtures.record_trajectory(
+      opt, params, lambda p: _fixtures.multiclass_loss(name, data, p["w"], p["b"]), STEPS,
+      include_start=False)
+  return traj["w"], traj["b"]
 
 
-def main():
+def main(argv=None):
   torch.set_default_dtype(torch.float64)
-  probs = problems()
+  probs = _fixtures.multiclass_problems(11, w0_scale=0.5, b0_scale=0.5)
   rng = np.random.default_rng(12)
   out = {"version": np.array(importlib.metadata.version("pytorch_optimizer")),
          "steps": np.array(STEPS), "configs": np.array(json.dumps(CONFIGS))}
@@ -104,9 +75,7 @@ def main():
       out[f"{cname}__{pname}__v0_b"] = v0_b
       out[f"{cname}__{pname}__w"] = ws
       out[f"{cname}__{pname}__b"] = bs
-  path = os.path.join(OUTDIR, "momentum_gravity.npz")
-  np.savez(path, **out)
-  print("wrote", os.path.normpath(path), sorted(out))
+  _fixtures.save(_fixtures.output_dir(argv), "momentum_gravity.npz", out)
 
 
 if __name__ == "__main__":

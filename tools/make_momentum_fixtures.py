@@ -16,7 +16,7 @@ Configurations: see ``CONFIGS`` (the ``<opt>__<config>__<problem>`` keys).
 pytorch_optimizer's decoupled decay (``p *= 1 - lr wd`` before the step) is
 algebraically ``optax.add_decayed_weights`` before ``scale_by_learning_rate``.
 
-Run with the reference environment:
+Run with the reference environment (``--out DIR`` writes elsewhere):
   python tools/make_momentum_fixtures.py
 """
 
@@ -24,14 +24,17 @@ from __future__ import annotations
 
 import importlib.metadata
 import json
-import os
 
 import numpy as np
 import pytorch_optimizer
 import torch
 
+try:
+  from tools import _fixtures
+except ImportError:  # run as a script: tools/ itself is on sys.path
+  import _fixtures
+
 STEPS = 25
-OUTDIR = os.path.join(os.path.dirname(__file__), "..", "tests", "fixtures", "reference")
 
 ADEMAMIX_CONFIGS = {
     # name: pytorch_optimizer kwargs
@@ -53,51 +56,19 @@ MARS_CONFIGS = {
 }
 
 
-def problems():
-  rng = np.random.default_rng(7)
-  quad = {
-      "A": rng.uniform(0.5, 4.0, (4, 3)),
-      "W_star": rng.standard_normal((4, 3)),
-      "d": rng.uniform(0.5, 2.0, 3),
-      "b_star": rng.standard_normal(3),
-      "w0": 2.0 * rng.standard_normal((4, 3)),
-      "b0": rng.standard_normal(3),
-  }
-  logreg = {
-      "X": rng.standard_normal((24, 4)),
-      "y": rng.integers(0, 3, 24),
-      "w0": 0.5 * rng.standard_normal((4, 3)),
-      "b0": 0.5 * rng.standard_normal(3),
-  }
-  return {"quadratic": quad, "logreg": logreg}
-
-
-def torch_loss(name, data, w, b):
-  t = lambda k: torch.from_numpy(np.asarray(data[k]))
-  if name == "quadratic":
-    return (0.5 * (t("A") * (w - t("W_star")) ** 2).sum()
-            + 0.5 * (t("d") * (b - t("b_star")) ** 2).sum())
-  logits = t("X") @ w + b
-  return torch.nn.functional.cross_entropy(logits, t("y").long())
-
-
 def run(opt_cls, kwargs, name, data):
-  w = torch.tensor(data["w0"], dtype=torch.float64, requires_grad=True)
-  b = torch.tensor(data["b0"], dtype=torch.float64, requires_grad=True)
-  opt = opt_cls([w, b], **kwargs)
-  ws, bs = [], []
-  for _ in range(STEPS):
-    opt.zero_grad()
-    torch_loss(name, data, w, b).backward()
-    opt.step()
-    ws.append(w.detach().numpy().copy())
-    bs.append(b.detach().numpy().copy())
-  return np.stack(ws), np.stack(bs)
+  params = _fixtures.torch_params({"b": data["b0"], "w": data["w0"]}, torch.float64)
+  opt = opt_cls([params["w"], params["b"]], **kwargs)
+  traj = _fixtures.record_trajectory(
+      opt, params, lambda p: _fixtures.multiclass_loss(name, data, p["w"], p["b"]), STEPS,
+      include_start=False)
+  return traj["w"], traj["b"]
 
 
-def main():
+def main(argv=None):
   torch.set_default_dtype(torch.float64)
-  probs = problems()
+  probs = _fixtures.multiclass_problems(7, w0_scale=2.0, b0_scale=1.0)
+  out_dir = _fixtures.output_dir(argv)
   version = importlib.metadata.version("pytorch_optimizer")
   for fname, cls, configs in (("momentum_ademamix.npz", pytorch_optimizer.AdEMAMix,
                                ADEMAMIX_CONFIGS),
@@ -112,9 +83,7 @@ def main():
         ws, bs = run(cls, kwargs, pname, data)
         out[f"{cname}__{pname}__w"] = ws
         out[f"{cname}__{pname}__b"] = bs
-    path = os.path.join(OUTDIR, fname)
-    np.savez(path, **out)
-    print("wrote", os.path.normpath(path), sorted(out))
+    _fixtures.save(out_dir, fname, out)
 
 
 if __name__ == "__main__":

@@ -8,55 +8,26 @@ logistic regression), and records the parameter trajectories, the problem
 data and the hyperparameters. ``tests/sign/test_grams.py`` and
 ``tests/sign/test_ano.py`` replay them with optkit from the same start.
 
-Run with the reference environment:
+Run with the reference environment (``--out DIR`` writes elsewhere):
   /work/refvenv/bin/python tools/make_sign2_fixtures.py
 """
 
 from __future__ import annotations
 
 import importlib.metadata
-import os
 
 import numpy as np
 import pytorch_optimizer
 import torch
 
+try:
+  from tools import _fixtures
+except ImportError:  # run as a script: tools/ itself is on sys.path
+  import _fixtures
+
 STEPS = 20
-HERE = os.path.dirname(__file__)
-OUT_DIR = os.path.join(HERE, "..", "tests", "fixtures", "reference")
-
-
-def quadratic_problem():
-  rng = np.random.default_rng(10)
-  d = 6
-  m = rng.standard_normal((d, d)).astype(np.float32)
-  a = (m @ m.T / d + 0.5 * np.eye(d)).astype(np.float32)
-  b = rng.standard_normal(d).astype(np.float32)
-  p0 = {"x": (2.0 * rng.standard_normal(d)).astype(np.float32)}
-
-  def loss(p):
-    x = p["x"]
-    return 0.5 * x @ (torch.from_numpy(a) @ x) - torch.from_numpy(b) @ x
-
-  return {"A": a, "b": b}, p0, loss
-
-
-def logreg_problem():
-  rng = np.random.default_rng(11)
-  n, d = 40, 5
-  x = rng.standard_normal((n, d)).astype(np.float32)
-  w_true = rng.standard_normal(d)
-  y = (x @ w_true + 0.3 * rng.standard_normal(n) > 0).astype(np.float32)
-  p0 = {"w": rng.standard_normal(d).astype(np.float32), "b": np.asarray(0.5, np.float32)}
-
-  def loss(p):
-    z = torch.from_numpy(x) @ p["w"] + p["b"]
-    return torch.mean(torch.nn.functional.softplus(z) - torch.from_numpy(y) * z)
-
-  return {"X": x, "y": y}, p0, loss
-
-
-PROBLEMS = (("quadratic", quadratic_problem), ("logreg", logreg_problem))
+PROBLEMS = (("quadratic", lambda: _fixtures.quadratic_problem(10)),
+            ("logreg", lambda: _fixtures.logreg_problem(11)))
 
 # (case name, problem, optimizer class, constructor kwargs recorded as hparams)
 GRAMS_CASES = (
@@ -87,17 +58,9 @@ def make_optimizer(kind, params, hp):
 
 
 def trajectory(kind, p0, loss, hp):
-  params = {k: torch.tensor(v, dtype=torch.float32, requires_grad=True) for k, v in p0.items()}
-  names = sorted(params)
-  opt = make_optimizer(kind, [params[k] for k in names], hp)
-  traj = {k: [params[k].detach().numpy().copy()] for k in names}
-  for _ in range(STEPS):
-    opt.zero_grad()
-    loss(params).backward()
-    opt.step()
-    for k in names:
-      traj[k].append(params[k].detach().numpy().copy())
-  return {k: np.stack(v).astype(np.float32) for k, v in traj.items()}
+  params = _fixtures.torch_params(p0, torch.float32)
+  opt = make_optimizer(kind, [params[k] for k in sorted(params)], hp)
+  return _fixtures.record_trajectory(opt, params, loss, STEPS)
 
 
 def build(kind, cases):
@@ -118,13 +81,10 @@ def build(kind, cases):
   return out
 
 
-def main():
-  os.makedirs(OUT_DIR, exist_ok=True)
+def main(argv=None):
+  out_dir = _fixtures.output_dir(argv)
   for kind, cases in (("grams", GRAMS_CASES), ("ano", ANO_CASES)):
-    path = os.path.normpath(os.path.join(OUT_DIR, f"sign_{kind}.npz"))
-    out = build(kind, cases)
-    np.savez(path, **out)
-    print(f"wrote {path}: {len(out)} arrays")
+    _fixtures.save(out_dir, f"sign_{kind}.npz", build(kind, cases))
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 
 Run with the reference environment (torch + pytorch-optimizer):
 
-  python tools/make_sophia_fixtures.py
+  python tools/make_sophia_fixtures.py [--out DIR]
 
 Problem: a separable quartic with a diagonal Hessian,
 
@@ -22,11 +22,14 @@ hyperparameters ``cfg/{lr,b1,b2,weight_decay,p,update_period,eps}``.
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import torch
 from pytorch_optimizer import SophiaH
+
+try:
+  from tools import _fixtures
+except ImportError:  # run as a script: tools/ itself is on sys.path
+  import _fixtures
 
 STEPS = 25
 SHAPES = {"b": (4,), "w": (3, 4)}
@@ -41,44 +44,25 @@ CONFIGS = {
 }
 
 
-def _problem(seed: int = 0):
-  rng = np.random.default_rng(seed)
-  a = {k: rng.uniform(0.1, 10.0, s) for k, s in SHAPES.items()}
-  c = {k: rng.standard_normal(s) for k, s in SHAPES.items()}
-  q = {k: rng.uniform(0.0, 0.5, s) for k, s in SHAPES.items()}
-  x0 = {k: rng.standard_normal(s) + 1.0 for k, s in SHAPES.items()}
-  return a, c, q, x0
-
-
 def _run(cfg: dict, a, c, q, x0):
   torch.manual_seed(0)
   names = sorted(x0)
-  params = {k: torch.tensor(x0[k], dtype=torch.float64, requires_grad=True) for k in names}
-  ta = {k: torch.tensor(v) for k, v in a.items()}
-  tc = {k: torch.tensor(v) for k, v in c.items()}
-  tq = {k: torch.tensor(v) for k, v in q.items()}
+  params = _fixtures.torch_params(x0, torch.float64)
   opt = SophiaH(
       [params[k] for k in names], lr=cfg["lr"], betas=(cfg["b1"], cfg["b2"]),
       weight_decay=cfg["weight_decay"], weight_decouple=True, fixed_decay=False,
       p=cfg["p"], update_period=cfg["update_period"], num_samples=1,
       hessian_distribution="rademacher", eps=cfg["eps"])
-  traj = {k: [x0[k].copy()] for k in names}
-  for _ in range(STEPS):
-    opt.zero_grad()
-    loss = sum(torch.sum(0.5 * ta[k] * (params[k] - tc[k]) ** 2 + 0.25 * tq[k] * params[k] ** 4)
-               for k in names)
-    loss.backward(create_graph=True)
-    opt.step()
-    for k in names:
-      traj[k].append(params[k].detach().numpy().copy())
+  traj = _fixtures.record_trajectory(opt, params, _fixtures.quartic_loss(a, c, q), STEPS,
+                                     create_graph=True)
   state = {k: opt.state[params[k]] for k in names}
-  return ({k: np.stack(v) for k, v in traj.items()},
+  return (traj,
           {k: s["momentum"].detach().numpy().copy() for k, s in state.items()},
           {k: s["hessian_moment"].detach().numpy().copy() for k, s in state.items()})
 
 
-def main():
-  a, c, q, x0 = _problem()
+def main(argv=None):
+  a, c, q, x0 = _fixtures.quartic_problem(SHAPES)
   out = {}
   for name, tree in (("a", a), ("c", c), ("q", q), ("x0", x0)):
     for k, v in tree.items():
@@ -91,10 +75,7 @@ def main():
       out[f"{cfg_name}/hessian_moment/{k}"] = hess[k]
     for h, v in cfg.items():
       out[f"{cfg_name}/{h}"] = np.asarray(v)
-  path = os.path.join(os.path.dirname(__file__), "..", "tests", "fixtures", "reference",
-                      "curvature_sophia.npz")
-  np.savez(os.path.normpath(path), **out)
-  print("wrote", os.path.normpath(path), "with", len(out), "arrays")
+  _fixtures.save(_fixtures.output_dir(argv), "curvature_sophia.npz", out)
 
 
 if __name__ == "__main__":

@@ -75,6 +75,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from optkit.core import numerics
 from optkit.core import tree as tree_lib
 from optkit.core import validate
 
@@ -88,24 +89,6 @@ class ScaleByAdaBoundState(NamedTuple):
   mu: optax.Updates      # m_t, params-shaped; dtype mu_dtype or the params'
   nu: optax.Updates      # v_t, params-shaped; float32 (or wider)
   nu_max: optax.Updates  # v_hat_t = max_s v_s (AMSBound), params-shaped float32; () for AdaBound
-
-
-def _stat_zeros(params):
-  return jax.tree.map(
-      lambda p: jnp.zeros(jnp.shape(p), jnp.promote_types(jnp.result_type(p), jnp.float32)),
-      params)
-
-
-def _debias(beta, t):
-  """1 - beta^t, accurate in float32 for beta near 1.
-
-  Formed as -expm1(t log1p(-(1 - beta))) with 1 - beta taken in Python double
-  precision when beta is a Python float: float32(0.999) is 1.3e-5 relative off
-  in 1 - beta, which ``1 - beta ** t`` would carry into the bias correction
-  (torch forms it in float64).
-  """
-  one_minus = jnp.asarray(1 - beta, jnp.float32)
-  return -jnp.expm1(t * jnp.log1p(-one_minus))
 
 
 def _validate(name, learning_rate, final_lr, gamma, b1, b2, eps, eps_root, bounds):
@@ -125,7 +108,7 @@ def _scale_by_adabound(name, learning_rate, final_lr, gamma, b1, b2, eps, amsbou
         jnp.shape(p), jnp.result_type(p) if mu_dtype is None else mu_dtype), params)
     return ScaleByAdaBoundState(
         count=jnp.zeros([], jnp.int32), base_lr=jnp.zeros([], jnp.float32), mu=mu,
-        nu=_stat_zeros(params), nu_max=_stat_zeros(params) if amsbound else ())
+        nu=numerics.stat_zeros(params), nu_max=numerics.stat_zeros(params) if amsbound else ())
 
   def update_fn(updates, state, params=None):
     del params
@@ -153,8 +136,8 @@ def _scale_by_adabound(name, learning_rate, final_lr, gamma, b1, b2, eps, amsbou
       v_eff = nu
 
     if bounds == "code":
-      bc1 = _debias(b1, t)
-      bc2 = _debias(b2, t)
+      bc1 = numerics.bias_correction(b1, t)
+      bc2 = numerics.bias_correction(b2, t)
       step = lr * jnp.sqrt(bc2) / bc1
     else:
       step = lr

@@ -35,6 +35,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from optkit.core import numerics
 from optkit.core import tree as tree_lib
 from optkit.core import validate
 
@@ -44,12 +45,6 @@ class ScaleByAdaMomentumState(NamedTuple):
   count: jax.Array      # int32, shape (): t - 1
   mu: optax.Updates     # m_t, params-shaped; dtype mu_dtype or the params'
   nu: optax.Updates     # v_t (includes the accumulated eps); params-shaped, float32+
-
-
-def _stat_zeros(params):
-  return jax.tree.map(
-      lambda p: jnp.zeros(jnp.shape(p), jnp.promote_types(jnp.result_type(p), jnp.float32)),
-      params)
 
 
 def scale_by_adamomentum(b1: float = 0.9,
@@ -97,7 +92,7 @@ def scale_by_adamomentum(b1: float = 0.9,
     mu = jax.tree.map(lambda p: jnp.zeros(
         jnp.shape(p), jnp.result_type(p) if mu_dtype is None else mu_dtype), params)
     return ScaleByAdaMomentumState(count=jnp.zeros([], jnp.int32), mu=mu,
-                                   nu=_stat_zeros(params))
+                                   nu=numerics.stat_zeros(params))
 
   def update_fn(updates, state, params=None):
     del params

@@ -81,6 +81,7 @@ import jax.numpy as jnp
 import optax
 
 from optkit.core import extra_args as extra_args_lib
+from optkit.core import numerics
 from optkit.core import tree as tree_lib
 from optkit.core import validate
 
@@ -109,10 +110,6 @@ def _stat_dtype(x):
   return jnp.promote_types(jnp.result_type(x), jnp.float32)
 
 
-def _safe_div(num, den):
-  return jnp.where(den > 0, num / jnp.where(den > 0, den, 1), 0)
-
-
 def _project_leaf(w, g, p, delta, wd_ratio, eps, channel_axis):
   """Projected update and decay ratio of one leaf (eq. (12), both views)."""
   if jnp.ndim(w) <= 1:
@@ -128,9 +125,9 @@ def _project_leaf(w, g, p, delta, wd_ratio, eps, channel_axis):
     dot = jnp.sum(w * g, axis=reduce_axes, keepdims=True)
     nw = jnp.sqrt(jnp.sum(w * w, axis=reduce_axes, keepdims=True))
     ng = jnp.sqrt(jnp.sum(g * g, axis=reduce_axes, keepdims=True))
-    cos = _safe_div(jnp.abs(dot), jnp.maximum(nw, eps) * jnp.maximum(ng, eps))
+    cos = numerics.safe_div(jnp.abs(dot), jnp.maximum(nw, eps) * jnp.maximum(ng, eps))
     invariant = jnp.max(cos) < delta / math.sqrt(row_len)
-    w_hat = _safe_div(w, nw + eps)
+    w_hat = numerics.safe_div(w, nw + eps)
     radial = jnp.sum(w_hat * p32, axis=reduce_axes, keepdims=True)
     return invariant, p32 - w_hat * radial
 
@@ -262,12 +259,12 @@ def _adam_moments(name, b1, b2, eps, eps_root, nesterov, eps_placement, mu_dtype
     if eps_placement == "adam":
       nu_hat = optax.tree.bias_correction(nu, b2, count_inc)
       direction = jax.tree.map(
-          lambda m, v: _safe_div(m.astype(v.dtype), jnp.sqrt(v + eps_root) + eps),
+          lambda m, v: numerics.safe_div(m.astype(v.dtype), jnp.sqrt(v + eps_root) + eps),
           m_hat, nu_hat)
     else:
       sbc2 = jnp.sqrt(1 - jnp.asarray(b2, jnp.float32) ** count_inc.astype(jnp.float32))
       direction = jax.tree.map(
-          lambda m, v: sbc2 * _safe_div(m.astype(v.dtype), jnp.sqrt(v + eps_root) + eps),
+          lambda m, v: sbc2 * numerics.safe_div(m.astype(v.dtype), jnp.sqrt(v + eps_root) + eps),
           m_hat, nu)
     direction = optax.tree.cast_like(direction, updates)
     return direction, ScaleByAdamPMomentsState(

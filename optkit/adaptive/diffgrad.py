@@ -59,6 +59,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from optkit.core import numerics
 from optkit.core import tree as tree_lib
 from optkit.core import validate
 
@@ -72,28 +73,6 @@ class ScaleByDiffGradState(NamedTuple):
   mu: optax.Updates        # m_t, params-shaped; dtype mu_dtype or the params'
   nu: optax.Updates        # v_t, params-shaped; float32 (or wider)
   prev_grad: optax.Updates  # g_{t-1}, params-shaped; the gradient's dtype
-
-
-def _stat_zeros(params):
-  return jax.tree.map(
-      lambda p: jnp.zeros(jnp.shape(p), jnp.promote_types(jnp.result_type(p), jnp.float32)),
-      params)
-
-
-def _debias(beta, t):
-  """1 - beta^t, accurate in float32 for beta near 1.
-
-  Formed as -expm1(t log1p(-(1 - beta))) with 1 - beta taken in Python double
-  precision when beta is a Python float: float32(0.999) is 1.3e-5 relative off
-  in 1 - beta, which ``1 - beta ** t`` would carry into the bias correction
-  (torch forms it in float64).
-  """
-  one_minus = jnp.asarray(1 - beta, jnp.float32)
-  return -jnp.expm1(t * jnp.log1p(-one_minus))
-
-
-def _safe_div(num, den):
-  return jnp.where(den > 0, num / jnp.where(den > 0, den, 1), 0)
 
 
 def scale_by_diffgrad(b1: float = 0.9,
@@ -150,7 +129,7 @@ def scale_by_diffgrad(b1: float = 0.9,
         jnp.shape(p), jnp.result_type(p) if mu_dtype is None else mu_dtype), params)
     prev = jax.tree.map(lambda p: jnp.zeros(jnp.shape(p), jnp.result_type(p)), params)
     return ScaleByDiffGradState(count=jnp.zeros([], jnp.int32), mu=mu,
-                                nu=_stat_zeros(params), prev_grad=prev)
+                                nu=numerics.stat_zeros(params), prev_grad=prev)
 
   def update_fn(updates, state, params=None):
     del params
@@ -160,15 +139,15 @@ def scale_by_diffgrad(b1: float = 0.9,
     nu = optax.tree.update_moment_per_elem_norm(
         optax.tree.cast_like(updates, state.nu), state.nu, b2, 2)
     t = count_inc.astype(jnp.float32)
-    bc1 = _debias(b1, t)
-    bc2 = _debias(b2, t)
+    bc1 = numerics.bias_correction(b1, t)
+    bc2 = numerics.bias_correction(b2, t)
 
     def leaf(g, gp, m, v):
       g32, m32 = g.astype(v.dtype), m.astype(v.dtype)
       xi = jax.nn.sigmoid(jnp.abs(gp.astype(v.dtype) - g32))  # friction, in [0.5, 1)
       if eps_placement == "raw":
-        return (jnp.sqrt(bc2) / bc1) * _safe_div(xi * m32, jnp.sqrt(v + eps_root) + eps)
-      return _safe_div(xi * (m32 / bc1), jnp.sqrt(v / bc2 + eps_root) + eps)
+        return (jnp.sqrt(bc2) / bc1) * numerics.safe_div(xi * m32, jnp.sqrt(v + eps_root) + eps)
+      return numerics.safe_div(xi * (m32 / bc1), jnp.sqrt(v / bc2 + eps_root) + eps)
 
     direction = jax.tree.map(leaf, updates, state.prev_grad, mu, nu)
     direction = optax.tree.cast_like(direction, updates)

@@ -6,7 +6,7 @@ linear-algebra / Hessian kernels (Newton-Schulz, inverse p-th roots, power
 iteration, Hessian-vector products, Hutchinson estimates).
 """
 
-from optkit.core import extra_args, hessian, linalg, tree, validate
+from optkit.core import extra_args, hessian, linalg, numerics, tree, validate
 from optkit.core.algorithm import KINDS, Algorithm
 
 __all__ = [
@@ -15,6 +15,7 @@ __all__ = [
     "extra_args",
     "hessian",
     "linalg",
+    "numerics",
     "tree",
     "validate",
 ]

@@ -61,6 +61,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from optkit.core import numerics
 from optkit.core import tree as tree_lib
 from optkit.core import validate
 
@@ -148,9 +149,9 @@ def _scale_by_ano(_name, b1, b2, eps, logarithmic_schedule, eps_inside_sqrt,
       beta1 = 1.0 - 1.0 / jnp.log(jnp.maximum(2.0, t))
     else:
       beta1 = b1
-    # 1 - b2^t without float32 cancellation (1 - b2 formed in double when b2 is
-    # a Python number): see grams.py; pytorch_optimizer uses Python floats.
-    bc2 = -jnp.expm1(t * jnp.log1p(-(1.0 - b2))) if bias_correction else None
+    # 1 - b2^t without float32 cancellation (see optkit.core.numerics);
+    # pytorch_optimizer uses Python floats.
+    bc2 = numerics.bias_correction(b2, t) if bias_correction else None
 
     def leaf(g, m, v):
       g = g.astype(v.dtype)

@@ -27,8 +27,9 @@ forms the bias correction as ``1 - float32(b2) ** t``, and float32(0.999) is
 off by 1.3e-7, so at t = 1 the correction 1 - b2 is off by 1.3e-5 relative
 (|a_1| = 0.9999934 instead of 1). optkit computes ``1 - b**t`` as
 ``-expm1(t * log1p(-(1 - b)))`` with ``1 - b`` formed in Python double
-precision when b is a number, which is what pytorch_optimizer's Python-float
-corrections give; with it the pytorch_optimizer trajectories match to 1e-6.
+precision when b is a number (``optkit.core.numerics.bias_correction``),
+which is what pytorch_optimizer's Python-float corrections give; with it the
+pytorch_optimizer trajectories match to 1e-6.
 
 Defaults and their source: b1 = 0.9, b2 = 0.999, eps = 1e-8 (paper, as Adam);
 lr 1e-3 is the paper's (and pytorch_optimizer's) default but the learning
@@ -55,6 +56,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from optkit.core import numerics
 from optkit.core import tree as tree_lib
 from optkit.core import validate
 
@@ -117,16 +119,6 @@ def with_gradient_sign(inner: optax.GradientTransformation
   return optax.GradientTransformationExtraArgs(init_fn, update_fn)
 
 
-def _one_minus_pow(b, t):
-  """1 - b**t without float32 cancellation: -expm1(t log1p(-(1 - b))).
-
-  ``1 - b`` is formed before any float32 rounding when ``b`` is a Python
-  number (0.999 is not a float32; ``1 - float32(0.999) ** 1`` is off by 1.3e-5
-  relative, which optax's float32 bias correction inherits).
-  """
-  return -jnp.expm1(t * jnp.log1p(-(1.0 - b)))
-
-
 def _scale_by_adam_f32(b1, b2, eps):
   """Adam's bias-corrected direction m_hat / (sqrt(v_hat) + eps), moments in
   float32 (or wider), state ``optax.ScaleByAdamState``. Equal to
@@ -134,17 +126,16 @@ def _scale_by_adam_f32(b1, b2, eps):
   the bias corrections are computed without cancellation (see above)."""
 
   def init_fn(params):
-    zeros = lambda p: jnp.zeros(jnp.shape(p), jnp.promote_types(jnp.result_type(p), jnp.float32))
     return optax.ScaleByAdamState(count=jnp.zeros([], jnp.int32),
-                                  mu=jax.tree.map(zeros, params),
-                                  nu=jax.tree.map(zeros, params))
+                                  mu=numerics.stat_zeros(params),
+                                  nu=numerics.stat_zeros(params))
 
   def update_fn(updates, state, params=None):
     del params
     tree_lib.check_same_structure(_NAME, updates, state.mu)
     count = optax.safe_increment(state.count)
     t = count.astype(jnp.result_type(float))  # float32, or float64 under x64
-    bc1, bc2 = _one_minus_pow(b1, t), _one_minus_pow(b2, t)
+    bc1, bc2 = numerics.bias_correction(b1, t), numerics.bias_correction(b2, t)
     mu = jax.tree.map(lambda g, m: b1 * m + (1.0 - b1) * g.astype(m.dtype),      # m_t
                       updates, state.mu)
     nu = jax.tree.map(lambda g, v: b2 * v + (1.0 - b2) * jnp.square(g.astype(v.dtype)),  # v_t

@@ -174,19 +174,6 @@ def test_adamax_infinity_norm_non_decreasing_for_constant_abs_gradient():
 # ---------------------------------------------------------------- torch.optim fixture
 
 
-def _loss_fn(data, prefix):
-  if prefix == "quadratic":
-    a, b = jnp.asarray(data["quadratic__data__A"]), jnp.asarray(data["quadratic__data__b"])
-    return lambda p: 0.5 * p["x"] @ (a @ p["x"]) - b @ p["x"]
-  x, y = jnp.asarray(data["logreg__data__X"]), jnp.asarray(data["logreg__data__y"])
-
-  def loss(p):
-    z = x @ p["w"] + p["b"]
-    return jnp.mean(jax.nn.softplus(z) - y * z)
-
-  return loss
-
-
 def replay_torch_fixture(name, prefix, make_tx, rtol, atol):
   """Replays the stored torch.optim trajectory ``name`` on problem ``prefix``.
 
@@ -194,24 +181,9 @@ def replay_torch_fixture(name, prefix, make_tx, rtol, atol):
   data = np.load(FIXTURE)
   hp = {k: float(data[f"hparam__{name}__{k}"]) for k in ("lr", "b1", "b2", "eps",
                                                           "weight_decay")}
-  key = f"{prefix}__{name}__traj__"
-  names = sorted(k[len(key):] for k in data.files if k.startswith(key))
-  traj = {k: data[key + k] for k in names}
-  loss = _loss_fn(data, prefix)
-  tx = make_tx(hp)
-  params = {k: jnp.asarray(v[0]) for k, v in traj.items()}
-  state = tx.init(params)
-  step = jax.jit(lambda p, s: tx.update(jax.grad(loss)(p), s, p))
-  worst = 0.0
-  for t in range(1, traj[names[0]].shape[0]):
-    u, state = step(params, state)
-    params = optax.apply_updates(params, u)
-    for k in names:
-      worst = max(worst, float(np.max(np.abs(np.asarray(params[k]) - traj[k][t]))))
-      if rtol is not None:
-        np.testing.assert_allclose(params[k], traj[k][t], rtol=rtol, atol=atol,
-                                   err_msg=f"{name}/{prefix}/{k} step {t}")
-  return worst
+  traj = helpers.fixture_trajectory(data, f"{prefix}__{name}__traj__")
+  return helpers.replay_trajectory(make_tx(hp), helpers.fixture_loss(data, prefix), traj,
+                                   rtol=rtol, atol=atol, label=f"{name}/{prefix}")
 
 
 MAKERS = {

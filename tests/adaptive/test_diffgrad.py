@@ -57,10 +57,8 @@ def test_matches_float64_numpy_rederivation(placement):
   grads = [rng.standard_normal(6) * (1 + 3 * (t % 3 == 0)) for t in range(25)]
   expected = _numpy_diffgrad(grads, 0.8, 0.95, 1e-2, placement)
   tx = scale_by_diffgrad(0.8, 0.95, 1e-2, eps_placement=placement)
-  state = tx.init(jnp.zeros(6))
-  update = jax.jit(tx.update)
-  for g, e in zip(grads, expected):
-    u, state = update(jnp.asarray(g, jnp.float32), state)
+  outs = helpers.run_open_loop(tx, jnp.zeros(6), [jnp.asarray(g, jnp.float32) for g in grads])
+  for (u, _), e in zip(outs, expected):
     np.testing.assert_allclose(u, e, rtol=2e-5, atol=1e-7)
 
 

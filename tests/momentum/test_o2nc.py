@@ -9,6 +9,7 @@ import optax
 import pytest
 
 from optkit.momentum import o2nc, o2nc_eval_params, scale_by_o2nc
+from tests import helpers
 
 _CURV = np.array([1.0, 4.0, 0.5, 2.0])
 _CENTER = np.array([0.5, -1.0, 2.0, 0.0])
@@ -24,20 +25,7 @@ def _loss(p):
 
 def _run(tx, steps, x0, dtype=jnp.float32):
   """Closed loop: the gradient is taken at the visible params, as a user would."""
-  params = {"a": jnp.asarray(x0, dtype)}
-  state = tx.init(params)
-
-  @jax.jit
-  def step(p, s):
-    g = jax.grad(_loss)(p)
-    u, s = tx.update(g, s, p)
-    return optax.apply_updates(p, u), s, g
-
-  out = []
-  for _ in range(steps):
-    params, state, g = step(params, state)
-    out.append((params, state, g))
-  return out
+  return helpers.run_closed_loop(tx, _loss, {"a": jnp.asarray(x0, dtype)}, steps)
 
 
 def _project(v, radius):

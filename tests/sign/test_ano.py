@@ -179,19 +179,6 @@ def test_zero_gradient_and_zero_eps_stay_finite():
 # ---------------------------------------------------------------- pytorch_optimizer fixture
 
 
-def _loss(data, problem):
-  if problem == "quadratic":
-    a, b = jnp.asarray(data["quadratic__data__A"]), jnp.asarray(data["quadratic__data__b"])
-    return lambda p: 0.5 * p["x"] @ (a @ p["x"]) - b @ p["x"]
-  x, y = jnp.asarray(data["logreg__data__X"]), jnp.asarray(data["logreg__data__y"])
-
-  def loss(p):
-    z = x @ p["w"] + p["b"]
-    return jnp.mean(jax.nn.softplus(z) - y * z)
-
-  return loss
-
-
 @pytest.mark.parametrize("case", ["quadratic", "logreg", "quadratic_log"])
 def test_reproduces_pytorch_optimizer_ano(case):
   """20 steps of pytorch_optimizer 4.1.0 Ano (eps outside the root, float32),
@@ -200,9 +187,8 @@ def test_reproduces_pytorch_optimizer_ano(case):
   data = np.load(FIXTURE)
   hp = {k: float(data[f"{case}__hparam__{k}"])
         for k in ("lr", "b1", "b2", "eps", "weight_decay", "log")}
-  names = sorted(k.split("__")[-1] for k in data.files if k.startswith(f"{case}__traj__"))
-  traj = {k: data[f"{case}__traj__{k}"] for k in names}
-  loss = _loss(data, str(data[f"{case}__problem"]))
+  traj = helpers.fixture_trajectory(data, f"{case}__traj__")
+  loss = helpers.fixture_loss(data, str(data[f"{case}__problem"]))
   tx = optax.chain(
       optkit.scale_by_ano(b1=hp["b1"], b2=hp["b2"], eps=hp["eps"],
                           logarithmic_schedule=bool(hp["log"]), eps_inside_sqrt=False),
@@ -211,16 +197,8 @@ def test_reproduces_pytorch_optimizer_ano(case):
   if not hp["log"]:   # the public optimizer is that chain
     tx = optkit.ano(hp["lr"], b1=hp["b1"], b2=hp["b2"], eps=hp["eps"],
                     weight_decay=hp["weight_decay"], eps_inside_sqrt=False)
-  params = {k: jnp.asarray(v[0]) for k, v in traj.items()}
-  state = tx.init(params)
-  step = jax.jit(lambda p, s: tx.update(jax.grad(loss)(p), s, p))
-  for t in range(1, traj[names[0]].shape[0]):
-    u, state = step(params, state)
-    params = optax.apply_updates(params, u)
-    for k in names:
-      np.testing.assert_allclose(params[k], traj[k][t], rtol=1e-6, atol=1e-6,
-                                 err_msg=f"{case}/{k} step {t}")
-  assert max(np.max(np.abs(traj[k][-1] - traj[k][0])) for k in names) > 0.1
+  helpers.replay_trajectory(tx, loss, traj, rtol=1e-6, atol=1e-6, label=case)
+  assert max(np.max(np.abs(v[-1] - v[0])) for v in traj.values()) > 0.1
 
 
 # ---------------------------------------------------------------- dtypes, validation

@@ -226,19 +226,6 @@ def test_box_negative_controls():
 # ---------------------------------------------------------------- reference fixture
 
 
-def _fixture_problem(data, prefix):
-  if prefix == "quadratic":
-    a, b = jnp.asarray(data["quadratic__data__A"]), jnp.asarray(data["quadratic__data__b"])
-    return lambda p: 0.5 * p["x"] @ (a @ p["x"]) - b @ p["x"]
-  x, y = jnp.asarray(data["logreg__data__X"]), jnp.asarray(data["logreg__data__y"])
-
-  def loss(p):
-    z = x @ p["w"] + p["b"]
-    return jnp.mean(jax.nn.softplus(z) - y * z)
-
-  return loss
-
-
 @pytest.mark.parametrize("prefix", ["quadratic", "logreg"])
 def test_reproduces_pytorch_optimizer_lion(prefix):
   """30 steps of pytorch_optimizer 4.1.0 Lion (float32), every step, to rtol 1e-6
@@ -246,19 +233,10 @@ def test_reproduces_pytorch_optimizer_lion(prefix):
   adds -lr wd p, which only changes rounding)."""
   data = np.load(FIXTURE)
   hp = {k: float(data[f"{prefix}__hparam__{k}"]) for k in ("lr", "b1", "b2", "weight_decay")}
-  names = sorted(k.split("__")[-1] for k in data.files if k.startswith(f"{prefix}__traj__"))
-  traj = {k: data[f"{prefix}__traj__{k}"] for k in names}
-  loss = _fixture_problem(data, prefix)
+  traj = helpers.fixture_trajectory(data, f"{prefix}__traj__")
+  loss = helpers.fixture_loss(data, prefix)
   tx = optkit.lion(hp["lr"], b1=hp["b1"], b2=hp["b2"], weight_decay=hp["weight_decay"])
-  params = {k: jnp.asarray(v[0]) for k, v in traj.items()}
-  state = tx.init(params)
-  step = jax.jit(lambda p, s: tx.update(jax.grad(loss)(p), s, p))
-  for t in range(1, traj[names[0]].shape[0]):
-    u, state = step(params, state)
-    params = optax.apply_updates(params, u)
-    for k in names:
-      np.testing.assert_allclose(params[k], traj[k][t], rtol=1e-6, atol=1e-6,
-                                 err_msg=f"{prefix}/{k} step {t}")
+  helpers.replay_trajectory(tx, loss, traj, rtol=1e-6, atol=1e-6, label=prefix)
 
 
 # ---------------------------------------------------------------- dtypes, validation

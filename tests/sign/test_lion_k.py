@@ -270,25 +270,11 @@ def test_sign_preset_reproduces_pytorch_optimizer_lion(prefix):
   """Same fixture and tolerance as tests/sign/test_lion.py (rtol 1e-6, atol 1e-6)."""
   data = np.load(FIXTURE)
   hp = {k: float(data[f"{prefix}__hparam__{k}"]) for k in ("lr", "b1", "b2", "weight_decay")}
-  names = sorted(k.split("__")[-1] for k in data.files if k.startswith(f"{prefix}__traj__"))
-  traj = {k: data[f"{prefix}__traj__{k}"] for k in names}
-  if prefix == "quadratic":
-    a, b = jnp.asarray(data["quadratic__data__A"]), jnp.asarray(data["quadratic__data__b"])
-    loss = lambda p: 0.5 * p["x"] @ (a @ p["x"]) - b @ p["x"]
-  else:
-    xm, y = jnp.asarray(data["logreg__data__X"]), jnp.asarray(data["logreg__data__y"])
-    loss = lambda p: jnp.mean(jax.nn.softplus(xm @ p["w"] + p["b"]) - y * (xm @ p["w"] + p["b"]))
+  traj = helpers.fixture_trajectory(data, f"{prefix}__traj__")
+  loss = helpers.fixture_loss(data, prefix)
   tx = optkit.lion_k(hp["lr"], b1=hp["b1"], b2=hp["b2"], weight_decay=hp["weight_decay"],
                      grad_k="sign")
-  params = {k: jnp.asarray(v[0]) for k, v in traj.items()}
-  state = tx.init(params)
-  step = jax.jit(lambda p, s: tx.update(jax.grad(loss)(p), s, p))
-  for t in range(1, traj[names[0]].shape[0]):
-    u, state = step(params, state)
-    params = optax.apply_updates(params, u)
-    for k in names:
-      np.testing.assert_allclose(params[k], traj[k][t], rtol=1e-6, atol=1e-6,
-                                 err_msg=f"{prefix}/{k} step {t}")
+  helpers.replay_trajectory(tx, loss, traj, rtol=1e-6, atol=1e-6, label=prefix)
 
 
 # ---------------------------------------------------------------- dtypes, validation
