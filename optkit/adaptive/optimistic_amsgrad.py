@@ -72,7 +72,7 @@ class OptimisticAmsgradState(NamedTuple):
   nu_max: optax.Updates    # v_hat_t, params-shaped, float32+
   w_half: optax.Params     # base iterate w_{t+1/2}, params-shaped, float32+
   grad_window: optax.Updates  # last `window` gradients, shape (window, *param) ('rmpe'),
-                              # (0, *param) otherwise; oldest first
+                              # oldest first; () for the other predictors
 
 
 def _f32(x):
@@ -193,7 +193,9 @@ def optimistic_amsgrad(learning_rate: optax.ScalarOrSchedule,
         count=jnp.zeros([], jnp.int32), mu=_stat_zeros(params), nu=_stat_zeros(params),
         nu_max=_stat_zeros(params),
         w_half=jax.tree.map(lambda p: jnp.array(_f32(p), copy=True), params),
-        grad_window=_stat_zeros(params, (buffer_len,)))
+        # No window without RMPE: an empty tuple, not (0, *param) arrays, which
+        # checkpointers such as orbax refuse to save.
+        grad_window=_stat_zeros(params, (buffer_len,)) if buffer_len else ())
 
   def update_fn(updates, state, params=None):
     extra_args.require_params(_NAME, params, "the update moves the visible params")

@@ -320,6 +320,7 @@ def upgrad(pref_vector=None, norm_eps: Any = 1e-4, reg_eps: Any = 1e-4, *,
 
   def update_fn(updates, state, params=None, **extra_args):
     del extra_args  # `values` is accepted and unused.
+    tree_lib.check_floating_tree(_NAME, updates)
     m = tree_lib.leading_axis_size(_NAME, updates)
     if params is not None:
       _check_against_params(updates, params, m)

@@ -35,9 +35,11 @@ from __future__ import annotations
 from typing import Any, Callable, Optional, Union
 
 import numpy as np
+import jax
 import optax
 import optax.contrib
 
+from optkit.core import tree as tree_lib
 from optkit.core import validate
 from optkit.core.linalg import MUON_COEFFS
 
@@ -115,6 +117,18 @@ def scale_by_muon(ns_coeffs=MUON_COEFFS,
       weight_dimension_numbers=weight_dimension_numbers)
 
 
+def _default_dimension_numbers(params):
+  """optax's default rule (2-D leaves are Muon leaves), minus size-0 matrices.
+
+  optax's shape factor divides by the leaf's dimensions, so an empty (0, n)
+  matrix would raise ZeroDivisionError; it goes to the AdamW branch instead
+  (its update is empty either way).
+  """
+  return jax.tree.map(
+      lambda x: optax.contrib.MuonDimensionNumbers() if x.ndim == 2 and x.size else None,
+      params)
+
+
 def muon(learning_rate: optax.ScalarOrSchedule,
          ns_coeffs=MUON_COEFFS,
          ns_steps: int = 5,
@@ -183,7 +197,9 @@ def muon(learning_rate: optax.ScalarOrSchedule,
   validate.unit_interval(_NAME, adam_b1=adam_b1, adam_b2=adam_b2)
   if consistent_rms is not None:
     validate.positive(_NAME, consistent_rms=consistent_rms)
-  return optax.contrib.muon(
+  if muon_weight_dimension_numbers is None:
+    muon_weight_dimension_numbers = _default_dimension_numbers
+  return tree_lib.floating_only(_NAME, optax.contrib.muon(
       learning_rate=learning_rate, ns_coeffs=ns_coeffs, ns_steps=ns_steps, beta=beta,
       eps=eps, weight_decay=weight_decay, weight_decay_mask=weight_decay_mask,
       mu_dtype=mu_dtype, nesterov=nesterov, adaptive=adaptive,
@@ -191,5 +207,5 @@ def muon(learning_rate: optax.ScalarOrSchedule,
       adam_eps_root=adam_eps_root, adam_weight_decay=adam_weight_decay,
       adam_learning_rate=adam_learning_rate,
       muon_weight_dimension_numbers=muon_weight_dimension_numbers,
-      consistent_rms=consistent_rms)
+      consistent_rms=consistent_rms))
 

@@ -278,6 +278,8 @@ def dualize_rms_to_rms(g: jax.Array,
   g = jnp.asarray(g)
   if g.ndim < 2:
     return dualize_rms(g)
+  if g.size == 0:  # an empty matrix has an empty dual (and no shape factor)
+    return g
   fan_in, fan_out = linalg.matrix_dims(g.shape, _normalize_dims(dimension_numbers, g.ndim))
   o = dualize_spectral(_work(g), method, ns_steps, ns_coeffs, eps=eps,
                        dimension_numbers=dimension_numbers)
