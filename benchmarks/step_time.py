@@ -14,16 +14,28 @@ elementwise pass), so their figures are the optimizer's own overhead.
 A memory-bandwidth floor is measured in the same run: a jitted ``a*x + y`` over
 arrays as large as the tree (2 reads, 1 write), best of the repeats. Adam must
 read params, grads, m, v and write params, m, v: 7 x 4 bytes per parameter; its
-floor is that many bytes over the measured bandwidth.
+floor is that many bytes over the measured bandwidth. An elementwise optimizer
+(sign, adaptive and momentum families, no ``value_fn``) with ``s`` bytes of
+state per param byte must read params, grads and state and write params and
+state: ``4 (3 + 2 s)`` bytes per parameter; "/ own floor" is its step time over
+that many bytes at the measured bandwidth (1.0 would be a single fused pass).
+
+``--torch-python PYTHON`` (an interpreter with the ``reference`` extra: CPU
+torch and pytorch_optimizer) also times the same algorithms in PyTorch on the
+same leaf shapes (``benchmarks/torch_step_time.py``) and adds optkit / PyTorch.
+Optimizers slower than 2 s per step are timed over 3 steps instead of
+``--repeats``.
 """
 
 from __future__ import annotations
 
 import argparse
 import inspect
+import json
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import time
 
@@ -34,6 +46,9 @@ import optax
 
 import optkit
 from optkit import registry
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from shapes import SIZES, transformer_shapes  # noqa: E402,F401
 
 # Where optax has the same algorithm: the optax factory to compare against.
 OPTAX_TWINS = {
@@ -46,22 +61,7 @@ OPTAX_TWINS = {
 }
 
 
-def transformer_shapes(d: int, layers: int, vocab: int) -> dict:
-  shapes = {"embed": (vocab, d), "final_norm": (d,)}
-  for i in range(layers):
-    shapes.update({
-        f"l{i}_qkv": (d, 3 * d), f"l{i}_out": (d, d), f"l{i}_up": (d, 4 * d),
-        f"l{i}_down": (4 * d, d), f"l{i}_norm1": (d,), f"l{i}_norm2": (d,),
-        f"l{i}_bias": (4 * d,),
-    })
-  return shapes
-
-
-SIZES = {
-    "tiny": transformer_shapes(16, 1, 32),  # smoke test only
-    "1M": transformer_shapes(128, 4, 2000),
-    "50M": transformer_shapes(1024, 3, 12000),
-}
+ELEMENTWISE_FAMILIES = ("sign", "adaptive", "momentum")
 
 
 def make_tree(shapes, seed=0):
@@ -96,6 +96,10 @@ def time_step(tx, shapes, repeats):
 
   step = jax.jit(step, donate_argnums=(0, 1))
   params, state = jax.block_until_ready(step(params, state, grads))  # compile
+  t0 = time.perf_counter()
+  params, state = jax.block_until_ready(step(params, state, grads))
+  if time.perf_counter() - t0 > 2.0:
+    repeats = min(repeats, 3)
   times = []
   for _ in range(repeats):
     t0 = time.perf_counter()
@@ -132,6 +136,8 @@ def main(argv=None):
   ap.add_argument("--sizes", default="1M,50M")
   ap.add_argument("--repeats", type=int, default=10)
   ap.add_argument("--only", default="", help="comma-separated optimizer names")
+  ap.add_argument("--torch-python", default="",
+                  help="interpreter with torch + pytorch_optimizer for the PyTorch column")
   ap.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results",
                                                 "step_time.md"))
   args = ap.parse_args(argv)
@@ -142,8 +148,19 @@ def main(argv=None):
       f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
       f"JAX {jax.__version__} on {jax.devices()[0].platform}, optax {optax.__version__}. "
       f"Median of {args.repeats} jitted steps, params and state donated.", ""]
+  torch_times = {}
+  if args.torch_python:
+    proc = subprocess.run(
+        [args.torch_python, os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                         "torch_step_time.py"),
+         "--sizes", args.sizes, "--repeats", str(args.repeats), "--only", args.only],
+        capture_output=True, text=True, check=True)
+    torch_times = json.loads(proc.stdout)
+    lines[-1:-1] = [f"PyTorch column: `torch_step_time.py` under {args.torch_python} "
+                    "(CPU torch, all cores, library defaults).", ""]
   for size in args.sizes.split(","):
     shapes = SIZES[size]
+    tt = torch_times.get(size, {})
     n = n_params(make_tree(shapes))
     bw = bandwidth(n, args.repeats)
     t_adam, _ = time_step(optax.adam(1e-3), shapes, args.repeats)
@@ -152,25 +169,33 @@ def main(argv=None):
           f"{1e3 * t_adam:.2f} ms (floor {1e3 * floor:.2f} ms)", flush=True)
     lines += [f"## {size} tree ({n:,} float32 parameters, {len(shapes)} leaves)", "",
               f"Measured bandwidth {bw / 1e9:.1f} GB/s; optax.adam {1e3 * t_adam:.2f} ms/step; "
-              f"Adam's bandwidth floor (28 B/param) {1e3 * floor:.2f} ms.", "",
-              "| optimizer | ms/step | / optax.adam | / optax twin | / Adam floor | state B / param B |",
-              "|---|---|---|---|---|---|"]
+              f"Adam's bandwidth floor (28 B/param) {1e3 * floor:.2f} ms."
+              + (f" PyTorch Adam: {1e3 * tt['adam']:.2f} ms (loop), "
+                 f"{1e3 * tt['adam[foreach]']:.2f} ms (foreach)."
+                 if "adam" in tt and "adam[foreach]" in tt else ""), "",
+              "| optimizer | ms/step | / optax.adam | / optax twin | / PyTorch | / Adam floor "
+              "| / own floor | state B / param B |",
+              "|---|---|---|---|---|---|---|---|"]
     for r in recs:
       lr = r.test_hparams.get("learning_rate", 1e-3)
       try:
         t, ratio = time_step(r.make(), shapes, args.repeats)
       except Exception as e:  # report, keep going
         print(f"  {r.name}: failed: {e}", file=sys.stderr)
-        lines.append(f"| {r.name} | failed: {type(e).__name__} | | | | |")
+        lines.append(f"| {r.name} | failed: {type(e).__name__} | | | | | | |")
         continue
       twin = ""
       if r.name in OPTAX_TWINS:
         t_twin, _ = time_step(OPTAX_TWINS[r.name](lr), shapes, args.repeats)
         twin = f"{t / t_twin:.2f}"
+      torch_ratio = f"{t / tt[r.name]:.2f}" if r.name in tt else "-"
+      own = "-"
+      if r.family in ELEMENTWISE_FAMILIES and not r.extra_args:
+        own = f"{t / (4 * (3 + 2 * ratio) * n / bw):.2f}"
       print(f"  {r.name:>22s}: {1e3 * t:8.2f} ms  x{t / t_adam:.2f} adam  "
-            f"{'twin x' + twin if twin else ''}", flush=True)
+            f"{'twin x' + twin if twin else ''} {'torch x' + torch_ratio}", flush=True)
       lines.append(f"| {r.name} | {1e3 * t:.2f} | {t / t_adam:.2f} | {twin or '-'} | "
-                   f"{t / floor:.2f} | {ratio:.2f} |")
+                   f"{torch_ratio} | {t / floor:.2f} | {own} | {ratio:.2f} |")
     lines.append("")
   os.makedirs(os.path.dirname(args.out), exist_ok=True)
   with open(args.out, "w") as f:
