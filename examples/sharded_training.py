@@ -27,9 +27,9 @@ input pipelines shard the data with ``jax.make_array_from_process_local_data``).
 Matrix methods on sharded matrices (``muon``, ``spectral_descent``,
 ``shampoo``): Newton-Schulz and the Shampoo statistics are matrix products
 XLA partitions like any other; an eigendecomposition or SVD (Shampoo's
-inverse roots, ``orthogonalize_svd``) needs the whole matrix on one device, so
-XLA gathers it there. Use ``shampoo(block_size=...)`` to keep those roots
-small; Newton-Schulz needs no gather.
+inverse roots, ``orthogonalize_svd``) needs the whole matrix, so XLA gathers
+it. Use ``shampoo(block_size=...)`` to keep those roots small; the per-method
+details are in ``optkit/sharding.py``.
 
 Args: ``--optimizer`` (a registry name, default lion), ``--steps``,
 ``--learning-rate``.

@@ -13,13 +13,24 @@ and everything else (step counts, PRNG keys, Kronecker factors, projection
 matrices) is replicated on the same mesh. After the first step XLA propagates
 the params' shardings to those leaves by itself.
 
-What matrix methods gather on sharded matrices: Newton-Schulz
-(``muon``, ``spectral_descent``) and Shampoo's statistics are matrix products,
-partitioned like any other; eigendecompositions and SVDs (Shampoo's inverse
-roots, ``orthogonalize_svd``, GaLore-style projections) need the whole matrix,
-so XLA gathers each such matrix onto every device that computes it. That is
-the bottleneck once a matrix approaches a device's memory or its gather time
-exceeds the step; Shampoo's ``block_size`` bounds the gathered size.
+What matrix methods gather on sharded matrices, per method:
+
+- ``muon``, ``spectral_descent``, ``steepest_descent`` (Newton-Schulz): a chain
+  of matrix products ``X X^T X``; XLA partitions them like any matmul, moving
+  shards of the operands (all-gathers / reduce-scatters sized by the
+  ``m x m`` Gram matrix, ``m`` the smaller side), never an eigendecomposition
+  of the whole matrix. The Gram matrix is the cost that grows with width.
+- ``shampoo``: the statistics ``G G^T`` and ``G^T G`` are matmuls as above; the
+  inverse p-th roots are eigendecompositions, which XLA computes on a whole
+  (gathered, replicated) statistic. That is the bottleneck once a side
+  exceeds a few thousand; ``block_size`` splits large sides into blocks so
+  each gathered statistic is at most ``block_size x block_size``, and
+  ``preconditioning_compute_steps`` amortizes the roots.
+- ``orthogonalize_svd`` (``method='svd'``): an SVD of the whole matrix,
+  gathered; use the Newton-Schulz method on sharded matrices.
+- Elementwise methods (Adam, Lion, ... and the Hessian-diagonal methods) need
+  no gather; per-tensor norms (MARS clipping, grafting, AdamP's projection)
+  are reductions: one all-reduce of a scalar per leaf.
 
 Example::
 
