@@ -6,13 +6,16 @@ is available flat (``optkit.lion``, ``optkit.scale_by_adahessian``,
 """
 
 from optkit import core
+from optkit import flax  # noqa: F401  (helpers; imports flax only when called)
 from optkit import registry
 from optkit import sharding
 from optkit.adaptive import *  # noqa: F401,F403
 from optkit.curvature import *  # noqa: F401,F403
+from optkit.memory import *  # noqa: F401,F403
 from optkit.momentum import *  # noqa: F401,F403
 from optkit.multi_objective import *  # noqa: F401,F403
 from optkit.orthogonal import *  # noqa: F401,F403
+from optkit.parameter_free import *  # noqa: F401,F403
 from optkit.perturbation import *  # noqa: F401,F403
 from optkit.robust import apply_if_finite  # noqa: F401
 from optkit.schedules import *  # noqa: F401,F403

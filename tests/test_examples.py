@@ -24,3 +24,63 @@ def test_sharded_training_on_eight_simulated_devices():
   first, held_out = map(float, re.search(r"first loss ([\d.]+), held-out loss ([\d.]+)",
                                          out).groups())
   assert held_out < first - 0.5
+
+
+def _run(script, *args):
+  env = dict(os.environ, JAX_PLATFORMS="cpu")
+  proc = subprocess.run([sys.executable, f"examples/{script}", *args], cwd=ROOT, env=env,
+                        capture_output=True, text=True, timeout=600)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  return proc.stdout
+
+
+def _floats(pattern, out):
+  return [float(x) for x in re.findall(pattern, out)]
+
+
+def test_flax_nnx_classifier_learns_with_a_value_fn_optimizer():
+  out = _run("flax_nnx_classifier.py", "--optimizer", "adahessian", "--steps", "30")
+  (acc,) = _floats(r"accuracy ([\d.]+)", out)
+  assert acc > 0.5, out  # 10 classes: chance is 0.1
+
+
+def test_flax_nnx_classifier_with_a_plain_optimizer():
+  out = _run("flax_nnx_classifier.py", "--optimizer", "lion", "--steps", "30")
+  losses = _floats(r"train loss ([\d.]+)", out)
+  assert losses[-1] < losses[0], out
+
+
+def test_flax_linen_trainstate_with_sophia_g():
+  out = _run("flax_linen_trainstate.py", "--steps", "40")
+  (acc,) = _floats(r"accuracy ([\d.]+)", out)
+  assert acc > 0.8, out  # two classes, 63% majority
+
+
+def test_curvature_language_model():
+  out = _run("curvature_language_model.py", "--steps", "6", "--optimizers", "sophia,adahessian")
+  rows = re.findall(r"^(sophia|adahessian)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)$", out, re.M)
+  assert [r[0] for r in rows] == ["sophia", "adahessian"], out
+  # log(103) = 4.63 nats at the uniform prediction; every loss is finite and below 6.
+  assert all(float(r[1]) < 6.0 and float(r[2]) < 6.0 for r in rows), out
+
+
+def test_muon_with_adam_flattens_the_update_spectrum():
+  out = _run("muon_with_adam.py", "--steps", "15")
+  line = re.search(r"dense update / lr singular values: \[([^\]]+)\]", out).group(1)
+  sv = [float(x) for x in line.split()]
+  assert len(sv) == 9 and min(sv) > 0.3 and max(sv) < 1.3, out
+  assert len(re.findall(r"held-out loss", out)) == 3, out
+
+
+def test_multi_task_upgrad_never_conflicts():
+  out = _run("multi_task_upgrad.py", "--steps", "20")
+  m = re.search(r"^upgrad .* min cosine\(update, objective gradient\) ([+-][\d.]+) "
+                r"\((\d+) of 20 steps conflict\)", out, re.M)
+  assert m is not None, out
+  assert float(m.group(1)) >= -1e-4 and m.group(2) == "0", out
+
+
+def test_sharpness_amp_runs_both_methods():
+  out = _run("sharpness_amp.py", "--steps", "20")
+  assert re.search(r"^sgd .* sharpness@0.5 -?[\d.]+$", out, re.M), out
+  assert re.search(r"^amp \+ sgd .* sharpness@0.5 -?[\d.]+$", out, re.M), out
