@@ -44,7 +44,10 @@ Defaults and their source:
   (``optkit.core.linalg.newton_schulz``). These
   coefficients give singular values in about [0.68, 1.2], not exactly 1;
   ``method='svd'`` is exact. Newton-Schulz and SVD run in float32 (float64 for
-  float64 leaves) and the result is cast back to the leaf's dtype.
+  float64 leaves) and the result is cast back to the leaf's dtype. Spectral
+  leaves whose matrix views share a shape (a transformer's per-layer qkv,
+  out, up, down matrices) are stacked and orthogonalized by one ``vmap``-ed
+  Newton-Schulz chain per distinct shape; each result equals the leaf's own.
 
 Rank handling (ARCHITECTURE.md item 7). Matrix norms act on 2-D leaves as they
 are. Higher-rank leaves use Flax's kernel layout ``(..., in, out)`` and are
@@ -312,6 +315,39 @@ def dualize_columns(g: jax.Array, *, dimension_numbers: Optional[tuple] = None) 
   return unflatten(out).astype(g.dtype)
 
 
+def _leaf_dims(g, dimension_numbers):
+  """The (row_axes, col_axes) a rank >= 2 leaf is viewed with (None: default)."""
+  if callable(dimension_numbers):
+    return dimension_numbers(jnp.shape(g))
+  return dimension_numbers if jnp.ndim(g) > 2 else None
+
+
+def _newton_schulz_stacked(leaves, dimension_numbers, ns_steps, ns_coeffs, eps):
+  """``dualize_spectral`` (Newton-Schulz) of several leaves, batched by shape.
+
+  The matrix views of leaves that share a shape are stacked and orthogonalized
+  by one ``vmap``-ed Newton-Schulz call (one batched matmul chain per distinct
+  shape instead of one chain per leaf); each result is the same as
+  ``dualize_spectral(leaf)``.
+  """
+  views = [_matrix_view(_work(g), _leaf_dims(g, dimension_numbers)) for g in leaves]
+  groups: dict = {}
+  for i, (m, _) in enumerate(views):
+    groups.setdefault(m.shape, []).append(i)
+  out = [None] * len(leaves)
+  ns = jax.vmap(lambda m: linalg.newton_schulz(m, steps=ns_steps, coeffs=ns_coeffs, eps=eps))
+  for idx in groups.values():
+    if len(idx) == 1:
+      o = linalg.newton_schulz(views[idx[0]][0], steps=ns_steps, coeffs=ns_coeffs, eps=eps)
+      results = [o]
+    else:
+      batch = ns(jnp.stack([views[i][0] for i in idx]))
+      results = [batch[k] for k in range(len(idx))]
+    for i, o in zip(idx, results):
+      out[i] = views[i][1](o).astype(leaves[i].dtype)
+  return out
+
+
 def _dualizer(label: str, method, ns_steps, ns_coeffs, eps, dimension_numbers):
   """The array -> array function a label names (options bound)."""
   matrix_opts = dict(method=method, ns_steps=ns_steps, ns_coeffs=ns_coeffs, eps=eps)
@@ -325,10 +361,7 @@ def _dualizer(label: str, method, ns_steps, ns_coeffs, eps, dimension_numbers):
   def with_dims(fn, **opts):
     def apply(g):
       # A callable sees every leaf's shape; a fixed pair applies to rank >= 3.
-      if callable(dimension_numbers):
-        dims = dimension_numbers(jnp.shape(g)) if jnp.ndim(g) >= 2 else None
-      else:
-        dims = dimension_numbers if jnp.ndim(g) > 2 else None
+      dims = _leaf_dims(g, dimension_numbers) if jnp.ndim(g) >= 2 else None
       return fn(g, dimension_numbers=dims, **opts)
     return apply
 
@@ -412,8 +445,21 @@ def _steepest_descent(algo: str, norms: Labels, b1, *, scale_by_dual_norm: bool,
     # Labels may be a prefix of the tree (like optax.multi_transform); leaves
     # masked out by optax.masked (MaskedNode, no array leaves) pass through.
     labels = labels_for(tree)
-    return jax.tree.map(
-        lambda label, sub: jax.tree.map(dualizers[label], sub), labels, tree)
+    full = jax.tree.map(lambda label, sub: jax.tree.map(lambda _: label, sub), labels, tree)
+    leaves, treedef = jax.tree.flatten(tree)
+    leaf_labels = treedef.flatten_up_to(full)
+    out = list(leaves)
+    stacked = []
+    for i, (label, leaf) in enumerate(zip(leaf_labels, leaves)):
+      if label == "spectral" and method == "newton_schulz" and jnp.ndim(leaf) >= 2:
+        stacked.append(i)
+      else:
+        out[i] = dualizers[label](leaf)
+    for i, o in zip(stacked, _newton_schulz_stacked([leaves[i] for i in stacked],
+                                                   dimension_numbers, ns_steps, ns_coeffs,
+                                                   eps)):
+      out[i] = o
+    return treedef.unflatten(out)
 
   def init_fn(params):
     return ScaleBySteepestDescentState(
