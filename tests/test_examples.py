@@ -84,3 +84,11 @@ def test_sharpness_amp_runs_both_methods():
   out = _run("sharpness_amp.py", "--steps", "20")
   assert re.search(r"^sgd .* sharpness@0.5 -?[\d.]+$", out, re.M), out
   assert re.search(r"^amp \+ sgd .* sharpness@0.5 -?[\d.]+$", out, re.M), out
+
+
+def test_memory_efficient_methods_keep_less_state_than_adamw():
+  out = _run("memory_efficient.py", "--steps", "5", "--rank", "8")
+  rows = dict(re.findall(r"^(\S+) .*?([\d.]+)$", out, re.M))
+  assert float(rows["adamw"]) == 2.0, out
+  for name in ("natural_galore", "frugal", "adamw_snsm"):
+    assert float(rows[name]) < 2.0, (name, out)
