@@ -214,3 +214,40 @@ def as_matrix(x: jax.Array, dimension_numbers: Optional[tuple] = None):
   inv = [perm.index(i) for i in range(x.ndim)]
   tshape = xt.shape
   return xt.reshape(rows, cols), lambda y: jnp.transpose(y.reshape(tshape), inv)
+
+
+def normalize_dimension_numbers(dimension_numbers, ndim: int):
+  """``(row_axes, col_axes)`` as two tuples of non-negative axis indices."""
+  rows, cols = dimension_numbers
+  rows = (rows,) if isinstance(rows, int) else tuple(rows)
+  cols = (cols,) if isinstance(cols, int) else tuple(cols)
+  return tuple(a % ndim for a in rows), tuple(a % ndim for a in cols)
+
+
+def leaf_dimension_numbers(algo: str, path, shape, dimension_numbers):
+  """The validated ``(row_axes, col_axes)`` of a rank >= 2 leaf, or None.
+
+  ``dimension_numbers`` is None (2-D leaves as they are, the default view for
+  higher ranks), a fixed pair (applied to rank >= 3 leaves) or a callable
+  ``shape -> pair | None`` (applied to every rank >= 2 leaf). A pair that does
+  not split the leaf's axes into two non-empty groups raises a ValueError
+  naming ``algo`` and the leaf's path.
+  """
+  ndim = len(shape)
+  if callable(dimension_numbers):
+    dims = dimension_numbers(tuple(shape))
+  else:
+    dims = dimension_numbers if ndim > 2 else None
+  if dims is None:
+    return None
+  try:
+    dims = normalize_dimension_numbers(dims, ndim)
+  except (TypeError, ValueError):
+    dims = None
+  if dims is None or sorted(dims[0] + dims[1]) != list(range(ndim)) \
+      or not dims[0] or not dims[1]:
+    raise ValueError(
+        f"{algo}: the leaf at {jax.tree_util.keystr(path)} has rank {ndim} (shape "
+        f"{tuple(shape)}), but dimension_numbers {dimension_numbers!r} do not split its "
+        "axes into non-empty (row_axes, col_axes).")
+  return dims

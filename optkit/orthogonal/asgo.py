@@ -113,6 +113,7 @@ import optax
 from optkit.core import linalg
 from optkit.core import tree as _tree
 from optkit.core import validate
+from optkit.orthogonal.steepest_descent import _with_lr
 
 INVERSES = ("polar_express", "newton_schulz", "eigh")
 _HIGHEST = jax.lax.Precision.HIGHEST
@@ -195,33 +196,6 @@ def _stat_dtype(x):
   return jnp.promote_types(jnp.result_type(x), jnp.float32)
 
 
-def _normalize_dims(dimension_numbers, ndim: int):
-  rows, cols = dimension_numbers
-  rows = (rows,) if isinstance(rows, int) else tuple(rows)
-  cols = (cols,) if isinstance(cols, int) else tuple(cols)
-  return tuple(a % ndim for a in rows), tuple(a % ndim for a in cols)
-
-
-def _leaf_dims(algo: str, path, shape, dimension_numbers):
-  """The ``(row_axes, col_axes)`` of a rank >= 2 leaf (None: default view)."""
-  ndim = len(shape)
-  if callable(dimension_numbers):
-    dims = dimension_numbers(tuple(shape))
-  else:
-    dims = dimension_numbers if ndim > 2 else None
-  if dims is None:
-    return None
-  try:
-    dims = _normalize_dims(dims, ndim)
-  except (TypeError, ValueError):
-    dims = None
-  if dims is None or sorted(dims[0] + dims[1]) != list(range(ndim)) \
-      or not dims[0] or not dims[1]:
-    raise ValueError(
-        f"{algo}: the leaf at {jax.tree_util.keystr(path)} has rank {ndim} (shape "
-        f"{tuple(shape)}), but dimension_numbers {dimension_numbers!r} do not split its "
-        "axes into non-empty (row_axes, col_axes).")
-  return dims
 
 
 class _View(NamedTuple):
@@ -236,7 +210,7 @@ def _view(algo, path, shape, dimension_numbers) -> _View:
   shape = tuple(shape)
   if len(shape) < 2:
     return _View(None, 1, int(np.prod(shape, dtype=np.int64)), True)
-  dims = _leaf_dims(algo, path, shape, dimension_numbers)
+  dims = linalg.leaf_dimension_numbers(algo, path, shape, dimension_numbers)
   rows, cols = linalg.matrix_dims(shape, dims)
   return _View(dims, rows, cols, rows <= cols)
 
@@ -412,13 +386,6 @@ def scale_by_asgo(b1: float = 0.9,
                precondition_every, matrix_steps, inverse=inverse, diagonal=diagonal,
                rms_scale=rms_scale, dimension_numbers=dimension_numbers, mu_dtype=mu_dtype)
 
-
-def _with_lr(algo, direction, learning_rate, weight_decay, mask):
-  validate.learning_rate(algo, learning_rate)
-  validate.non_negative(algo, weight_decay=weight_decay)
-  return optax.chain(direction,
-                     optax.add_decayed_weights(weight_decay, mask),
-                     optax.scale_by_learning_rate(learning_rate))
 
 
 def asgo(learning_rate: optax.ScalarOrSchedule,

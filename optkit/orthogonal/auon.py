@@ -72,6 +72,7 @@ import optax
 from optkit.core import linalg
 from optkit.core import tree as _tree
 from optkit.core import validate
+from optkit.orthogonal.steepest_descent import _with_lr
 
 # Guards of the released code: added to ||G||_F before normalizing, and to r.
 NORM_EPS = 1e-7
@@ -107,33 +108,6 @@ def cosh_brake(g: jax.Array, gamma=1.5) -> jax.Array:
   return jnp.sqrt(jnp.mean(jnp.cosh(gamma * ghat) ** 2))
 
 
-def _normalize_dims(dimension_numbers, ndim: int):
-  rows, cols = dimension_numbers
-  rows = (rows,) if isinstance(rows, int) else tuple(rows)
-  cols = (cols,) if isinstance(cols, int) else tuple(cols)
-  return tuple(a % ndim for a in rows), tuple(a % ndim for a in cols)
-
-
-def _leaf_dims(algo: str, path, shape, dimension_numbers):
-  """The ``(row_axes, col_axes)`` of a rank >= 2 leaf (None: default view)."""
-  ndim = len(shape)
-  if callable(dimension_numbers):
-    dims = dimension_numbers(tuple(shape))
-  else:
-    dims = dimension_numbers if ndim > 2 else None
-  if dims is None:
-    return None
-  try:
-    dims = _normalize_dims(dims, ndim)
-  except (TypeError, ValueError):
-    dims = None
-  if dims is None or sorted(dims[0] + dims[1]) != list(range(ndim)) \
-      or not dims[0] or not dims[1]:
-    raise ValueError(
-        f"{algo}: the leaf at {jax.tree_util.keystr(path)} has rank {ndim} (shape "
-        f"{tuple(shape)}), but dimension_numbers {dimension_numbers!r} do not split its "
-        "axes into non-empty (row_axes, col_axes).")
-  return dims
 
 
 def _check_dims_arg(algo, dimension_numbers):
@@ -160,7 +134,7 @@ def _auon(algo: str, beta, gamma, *, hybrid: bool, ns_steps: int, ns_coeffs,
   def orthogonalize(path, x):
     if not hybrid or x.ndim < 2 or x.size == 0:
       return x
-    dims = _leaf_dims(algo, path, x.shape, dimension_numbers)
+    dims = linalg.leaf_dimension_numbers(algo, path, x.shape, dimension_numbers)
     m, unflatten = linalg.as_matrix(x, dims)
     return unflatten(linalg.newton_schulz(m, steps=ns_steps, coeffs=ns_coeffs,
                                           eps=NORM_EPS))
@@ -174,7 +148,7 @@ def _auon(algo: str, beta, gamma, *, hybrid: bool, ns_steps: int, ns_coeffs,
     if hybrid:  # rank / dimension_numbers errors at init, naming the leaf
       for path, p in jax.tree_util.tree_leaves_with_path(params):
         if jnp.ndim(p) >= 2:
-          _leaf_dims(algo, path, jnp.shape(p), dimension_numbers)
+          linalg.leaf_dimension_numbers(algo, path, jnp.shape(p), dimension_numbers)
     return ScaleByAuonState(count=jnp.zeros([], jnp.int32),
                             mu=optax.tree.zeros_like(params, dtype=mu_dtype))
 
@@ -240,13 +214,6 @@ def scale_by_auon(beta: float = 0.95,
                ns_steps=ns_steps, ns_coeffs=ns_coeffs,
                dimension_numbers=dimension_numbers, mu_dtype=mu_dtype)
 
-
-def _with_lr(algo, direction, learning_rate, weight_decay, mask):
-  validate.learning_rate(algo, learning_rate)
-  validate.non_negative(algo, weight_decay=weight_decay)
-  return optax.chain(direction,
-                     optax.add_decayed_weights(weight_decay, mask),
-                     optax.scale_by_learning_rate(learning_rate))
 
 
 def auon(learning_rate: optax.ScalarOrSchedule,
