@@ -102,10 +102,12 @@ class ScaleByFrugalState(NamedTuple):
   key: jax.Array            # uint32, shape (2,): PRNG key for random subspaces
   # Statistics are float32 (float64 for float64 params), whatever the params' dtype.
   proj: optax.Params        # per leaf: svd float (m, r) / (n, r); randk int32 (k,);
-                            # columns int32 (r,); full / state-free leaves float (0,)
+                            # columns int32 (r,); full / state-free leaves float (1,)
+                            # placeholder (orbax cannot save zero-size arrays)
   counts: optax.Params      # int32, shape () per leaf: Adam's step count t of the leaf
   mu: optax.Params          # float, reduced shape per leaf: Adam's first moment of R
   nu: optax.Params          # float, reduced shape per leaf: Adam's second moment of R
+                            # ((1,) placeholder, always 0, for state-free leaves)
 
 
 class _Plan(NamedTuple):
@@ -150,7 +152,7 @@ def _proj_init(plan: _Plan, dtype=jnp.float32):
     return jnp.zeros((plan.n, plan.r), dtype)
   if plan.mode in ("randk", "columns"):
     return jnp.zeros((plan.r,), jnp.int32)
-  return jnp.zeros((0,), dtype)
+  return jnp.zeros((1,), dtype)   # placeholder: no projector
 
 
 def _reduced_shape(plan: _Plan, shape):
@@ -162,7 +164,7 @@ def _reduced_shape(plan: _Plan, shape):
     return (plan.m, plan.r)
   if plan.mode == "randk":
     return (plan.r,)
-  return (0,)
+  return (1,)   # 'none': placeholder (no stateful part; kept at 0)
 
 
 def _refresh(plan: _Plan, g2, key):
@@ -178,7 +180,7 @@ def _refresh(plan: _Plan, g2, key):
     # (one top_k; cheaper to compile than a permutation).
     size = plan.m * plan.n if plan.mode == "randk" else plan.n
     return jax.lax.top_k(jax.random.uniform(key, (size,)), plan.r)[1].astype(jnp.int32)
-  return jnp.zeros((0,), g2.dtype)
+  return jnp.zeros((1,), g2.dtype)
 
 
 def _split(plan: _Plan, g, proj):
@@ -187,7 +189,7 @@ def _split(plan: _Plan, g, proj):
   if plan.mode == "full":
     return g, jnp.zeros_like(g)
   if plan.mode == "none":
-    return jnp.zeros((0,), g.dtype), g
+    return jnp.zeros((1,), g.dtype), g
   g2 = g.reshape(plan.m, plan.n)
   if plan.mode == "svd_left":
     red = proj.T @ g2

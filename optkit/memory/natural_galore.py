@@ -83,9 +83,8 @@ import jax.numpy as jnp
 import optax
 from optax import contrib
 
-from optkit.core import validate
-from optkit.memory.subset_norm import (_check_structure, _shape_markers, _stat_dtype,
-                                       check_rank)
+from optkit.core import linalg, validate
+from optkit.memory.subset_norm import _check_structure, _placeholder, _stat_dtype, check_rank
 
 _NAME = "natural_galore"
 
@@ -135,7 +134,8 @@ def _solve_newest(history, slot, damping):
 
 class NaturalStepState(NamedTuple):
   count: jax.Array         # int32, shape (): t - 1
-  history: optax.Updates   # H: (s, r * min(m, n)) f32 for projected leaves, (0,) otherwise
+  history: optax.Updates   # H: (s, r * min(m, n)) f32 for projected leaves (s >= 1),
+                           # a (1,) placeholder otherwise (no zero-size arrays)
 
 
 def _natural_step(history_size: int, damping, update_proj_gap):
@@ -143,8 +143,8 @@ def _natural_step(history_size: int, damping, update_proj_gap):
 
   def init_fn(low_rank):
     def hist(x):
-      if jnp.ndim(x) != 2:
-        return jnp.zeros((0,), _stat_dtype(x))
+      if jnp.ndim(x) != 2 or history_size == 0:
+        return _placeholder(_stat_dtype(x))
       return jnp.zeros((history_size, x.size), _stat_dtype(x))
     return NaturalStepState(jnp.zeros([], jnp.int32), jax.tree.map(hist, low_rank))
 
@@ -182,8 +182,28 @@ def _dimension_numbers(params):
 
 
 class ScaleByNaturalGaLoreState(NamedTuple):
-  galore: contrib.GaLoreState   # count, projectors (M, r), base state (history, Adam)
-  shapes: optax.Updates         # (0, *leaf.shape) f32 markers (no memory)
+  # count, projectors (M, r) ((1,) placeholder for leaves of rank < 2, where
+  # optax keeps a zero-size (0, 0) array), base state (history, Adam)
+  galore: contrib.GaLoreState
+
+
+def _galore_projector_shape(shape, rank):
+  """optax's projector shape for a leaf (its side choice), (1,) when not projected."""
+  if len(shape) < 2:
+    return (1,)
+  m, n = linalg.matrix_dims(shape)
+  return (m, rank) if m >= n else (n, rank)
+
+
+def _swap_unprojected(galore_state, params, placeholder: bool):
+  """Replaces optax's (0, 0) projector of leaves of rank < 2 by a (1,)
+  placeholder (``placeholder=True``) or back (False)."""
+  def swap(p, proj):
+    if jnp.ndim(p) >= 2:
+      return proj
+    return _placeholder(proj.dtype) if placeholder else jnp.zeros((0, 0), proj.dtype)
+  return galore_state._replace(
+      projector=jax.tree.map(swap, params, galore_state.projector))
 
 
 def scale_by_natural_galore(
@@ -261,15 +281,28 @@ def scale_by_natural_galore(
   def init_fn(params):
     check_rank(_NAME, params, rank)
     p32 = jax.tree.map(lambda p: jnp.zeros(jnp.shape(p), _stat_dtype(p)), params)
-    return ScaleByNaturalGaLoreState(inner.init(p32), _shape_markers(params))
+    return ScaleByNaturalGaLoreState(_swap_unprojected(inner.init(p32), params, True))
 
   def update_fn(updates, state, params=None, **extra_args):
     del params, extra_args
-    _check_structure(_NAME, updates, state.shapes)
+    _check_structure(_NAME, updates, state.galore.projector,
+                     lambda sh: _galore_projector_shape(sh, rank), "projector")
+    # Every other state leaf (vectors' Adam moments, the history) must have the
+    # shape a fresh init for these gradients gives.
+    want = jax.eval_shape(init_fn, updates)
+    for (path, w), s in zip(jax.tree_util.tree_leaves_with_path(want),
+                            jax.tree.leaves(state)):
+      if tuple(w.shape) != tuple(jnp.shape(s)):
+        raise ValueError(
+            f"{_NAME}: the gradient does not match the optimizer state: the state leaf "
+            f"at {jax.tree_util.keystr(path)} has shape {tuple(jnp.shape(s))}, expected "
+            f"{tuple(w.shape)} for this gradient. Was the state initialized with other "
+            "params?")
     g32 = jax.tree.map(lambda g: g.astype(_stat_dtype(g)), updates)
-    d, galore_state = inner.update(g32, state.galore, None)
-    return optax.tree.cast_like(d, updates), ScaleByNaturalGaLoreState(galore_state,
-                                                                        state.shapes)
+    galore = _swap_unprojected(state.galore, updates, False)
+    d, galore_state = inner.update(g32, galore, None)
+    galore_state = _swap_unprojected(galore_state, updates, True)
+    return optax.tree.cast_like(d, updates), ScaleByNaturalGaLoreState(galore_state)
 
   return optax.GradientTransformationExtraArgs(init_fn, update_fn)
 

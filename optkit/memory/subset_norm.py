@@ -101,14 +101,33 @@ def _stat_dtype(x):
   return jnp.float64 if jnp.result_type(x) == jnp.float64 else jnp.float32
 
 
-def _shape_markers(params):
-  """Zero-size float32 arrays (0, *leaf.shape): carry the leaf shapes, no memory."""
-  return jax.tree.map(lambda p: jnp.zeros((0,) + tuple(jnp.shape(p)), jnp.float32), params)
+def _placeholder(dtype=jnp.float32):
+  """A 1-element stand-in for an absent statistic (orbax cannot save zero-size arrays)."""
+  return jnp.zeros((1,), dtype)
 
 
-def _check_structure(algo, updates, markers):
-  expected = jax.tree.map(lambda z: jax.ShapeDtypeStruct(z.shape[1:], jnp.float32), markers)
-  tree.check_same_structure(algo, updates, expected)
+def _check_structure(algo, updates, stats, expected_shape, what):
+  """ValueError unless ``updates`` has the tree of ``stats`` and matching shapes.
+
+  ``stats`` is a per-leaf statistic of the state (same tree as the params);
+  ``expected_shape(leaf_shape)`` is the shape it must have for a gradient leaf
+  of ``leaf_shape``. Static (shapes only): free under ``jax.jit``.
+  """
+  s_u, s_r = jax.tree.structure(updates), jax.tree.structure(stats)
+  if s_u != s_r:
+    raise ValueError(
+        f"{algo}: the gradient tree does not match the optimizer state: got structure "
+        f"{s_u}, expected {s_r}. Was the state initialized with other params?")
+  for (path, u), s in zip(jax.tree_util.tree_leaves_with_path(updates),
+                          jax.tree.leaves(stats)):
+    tree.check_floating(algo, path, u)
+    want = tuple(expected_shape(tuple(jnp.shape(u))))
+    if want != tuple(jnp.shape(s)):
+      raise ValueError(
+          f"{algo}: the gradient leaf at {jax.tree_util.keystr(path)} has shape "
+          f"{tuple(jnp.shape(u))}, which does not match the optimizer state ({what} of "
+          f"shape {tuple(jnp.shape(s))}, expected {want} for this gradient). Was the "
+          "state initialized with other params?")
 
 
 def _closest_divisor(n: int, k: int) -> int:
@@ -147,15 +166,19 @@ def subset_layout(shape, subset_size: Union[int, str] = -1):
   return ("flat", _closest_divisor(numel, k))
 
 
-def _nu_zeros(p, subset_size):
-  kind, k = subset_layout(jnp.shape(p), subset_size)
-  shape, dt = tuple(jnp.shape(p)), _stat_dtype(p)
+def _nu_shape(shape, subset_size):
+  kind, k = subset_layout(shape, subset_size)
+  shape = tuple(shape)
   if kind == "coord":
-    return jnp.zeros(shape, dt)
+    return shape
   if kind == "flat":
-    return jnp.zeros((math.prod(shape) // k, 1), dt)
+    return (math.prod(shape) // k, 1)
   m, n = linalg.matrix_dims(shape)
-  return jnp.zeros((m, 1) if kind == "rows" else (1, n), dt)
+  return (m, 1) if kind == "rows" else (1, n)
+
+
+def _nu_zeros(p, subset_size):
+  return jnp.zeros(_nu_shape(jnp.shape(p), subset_size), _stat_dtype(p))
 
 
 def _subset_sum_sq(g, subset_size):
@@ -198,7 +221,6 @@ class ScaleBySubsetNormState(NamedTuple):
   count: jax.Array            # int32, shape (): t - 1
   nu: optax.Updates           # v: (numel // k, 1), (m, 1), (1, n) or leaf shape; f32 (f64 for f64)
   numerator: optax.OptState   # state of the numerator transformation (or empty)
-  shapes: optax.Updates       # (0, *leaf.shape) f32 markers (no memory)
 
 
 def scale_by_subset_norm(
@@ -258,11 +280,11 @@ def scale_by_subset_norm(
     return ScaleBySubsetNormState(
         count=jnp.zeros([], jnp.int32),
         nu=jax.tree.map(lambda p: _nu_zeros(p, subset_size), params),
-        numerator=numerator.init(params) if numerator is not None else optax.EmptyState(),
-        shapes=_shape_markers(params))
+        numerator=numerator.init(params) if numerator is not None else optax.EmptyState())
 
   def update_fn(updates, state, params=None, **extra_args):
-    _check_structure(_SN, updates, state.shapes)
+    _check_structure(_SN, updates, state.nu, lambda sh: _nu_shape(sh, subset_size),
+                     "second moment")
     t = optax.safe_increment(state.count)
     sq = jax.tree.map(lambda g: _subset_sum_sq(g.astype(_stat_dtype(g)), subset_size), updates)
     nu = optax.tree.update_moment(sq, state.nu, b2, 1)
@@ -276,7 +298,7 @@ def scale_by_subset_norm(
         lambda n, v: _divide_by_subset(scale * n.astype(v.dtype), jnp.sqrt(v) + eps,
                                        subset_size), num, nu)
     d = optax.tree.cast_like(d, updates)
-    return d, ScaleBySubsetNormState(t, nu, num_state, state.shapes)
+    return d, ScaleBySubsetNormState(t, nu, num_state)
 
   return optax.GradientTransformationExtraArgs(init_fn, update_fn)
 
@@ -306,6 +328,18 @@ def check_rank(algo: str, params: Any, rank: int) -> None:
           "leaf out.")
 
 
+def _sm_shapes(shape, rank):
+  """(projector, momentum) shapes of a leaf: (M, r), (r, N) for matrix leaves
+  (rank > 0), a (1,) projector placeholder and the leaf shape for the others,
+  (1,) placeholders for both when rank == 0."""
+  if len(shape) < 2:
+    return (1,), tuple(shape)
+  if rank == 0:
+    return (1,), (1,)
+  big, small, _ = _matrix_sides(shape)
+  return (big, rank), (rank, small)
+
+
 def _new_projector(kind, a, rank, key):
   """An orthonormal (M, rank) basis for the column space of a (M, N) matrix."""
   m = a.shape[0]
@@ -325,9 +359,9 @@ def _new_projector(kind, a, rank, key):
 class ScaleBySubspaceMomentumState(NamedTuple):
   count: jax.Array          # int32, shape (): t - 1
   key: jax.Array            # uint32 (2,): PRNG key data (random projector)
-  projector: optax.Updates  # P: (M, r) f32 (f64 for f64) for matrix leaves, (0,) otherwise
+  projector: optax.Updates  # P: (M, r) f32 (f64 for f64) for matrix leaves, (1,) otherwise
   mu: optax.Updates         # m: (r, N) f32 for matrix leaves, leaf shape otherwise
-  shapes: optax.Updates     # (0, *leaf.shape) f32 markers (no memory)
+  # (rank 0: P and m of matrix leaves are (1,) placeholders; no zero-size arrays)
 
 
 def scale_by_subspace_momentum(
@@ -394,27 +428,22 @@ def scale_by_subspace_momentum(
     check_rank(_SM, params, rank)
 
     def proj_zeros(p):
-      if len(jnp.shape(p)) < 2:
-        return jnp.zeros((0,), _stat_dtype(p))
-      big, _, _ = _matrix_sides(jnp.shape(p))
-      return jnp.zeros((big, rank), _stat_dtype(p))
+      return jnp.zeros(_sm_shapes(jnp.shape(p), rank)[0], _stat_dtype(p))
 
     def mu_zeros(p):
-      if len(jnp.shape(p)) < 2:
-        return jnp.zeros(jnp.shape(p), _stat_dtype(p))
-      _, small, _ = _matrix_sides(jnp.shape(p))
-      return jnp.zeros((rank, small), _stat_dtype(p))
+      return jnp.zeros(_sm_shapes(jnp.shape(p), rank)[1], _stat_dtype(p))
 
     return ScaleBySubspaceMomentumState(
         count=jnp.zeros([], jnp.int32),
         key=jax.random.key_data(jax.random.key(seed)),
         projector=jax.tree.map(proj_zeros, params),
-        mu=jax.tree.map(mu_zeros, params),
-        shapes=_shape_markers(params))
+        mu=jax.tree.map(mu_zeros, params))
 
   def update_fn(updates, state, params=None):
     del params
-    _check_structure(_SM, updates, state.shapes)
+    _check_structure(_SM, updates, state.mu, lambda sh: _sm_shapes(sh, rank)[1], "momentum")
+    _check_structure(_SM, updates, state.projector, lambda sh: _sm_shapes(sh, rank)[0],
+                     "projector")
     t = optax.safe_increment(state.count)
     refresh = (state.count % update_proj_gap) == 0
     key, sub = jax.random.split(jax.random.wrap_key_data(state.key))
@@ -427,6 +456,8 @@ def scale_by_subspace_momentum(
       if g.ndim < 2:
         mu = b1 * mu_old + (1 - b1) * g32
         return mu / bc1, p_old, mu
+      if rank == 0:  # no subspace: n_t = g_t / (1 - b1**t); P, m are placeholders
+        return g32 / bc1, p_old, mu_old
       gm, unflatten = linalg.as_matrix(g32)
       _, _, left = _matrix_sides(g.shape)
       a = gm if left else gm.T
@@ -446,8 +477,7 @@ def scale_by_subspace_momentum(
     proj = treedef.unflatten([o[1] for o in outs])
     mu = treedef.unflatten([o[2] for o in outs])
     d = optax.tree.cast_like(d, updates)
-    return d, ScaleBySubspaceMomentumState(t, jax.random.key_data(key), proj, mu,
-                                           state.shapes)
+    return d, ScaleBySubspaceMomentumState(t, jax.random.key_data(key), proj, mu)
 
   return optax.GradientTransformation(init_fn, update_fn)
 

@@ -34,13 +34,13 @@ def test_moments_have_the_reduced_shape(projection):
   expected = {
       # rank ceil(0.25 * min(m, n)) = 2 on the smaller side; k viewed as (6, 8).
       "svd": ({"w": (2, 12), "v": (12, 2), "k": (2, 8), "b": (5,)},
-              {"w": (8, 2), "v": (8, 2), "k": (6, 2), "b": (0,)}),
+              {"w": (8, 2), "v": (8, 2), "k": (6, 2), "b": (1,)}),
       # ceil(0.25 * m n) coordinates.
       "randk": ({"w": (24,), "v": (24,), "k": (12,), "b": (5,)},
-                {"w": (24,), "v": (24,), "k": (12,), "b": (0,)}),
+                {"w": (24,), "v": (24,), "k": (12,), "b": (1,)}),
       # ceil(0.25 * n) columns.
       "columns": ({"w": (8, 3), "v": (12, 2), "k": (6, 2), "b": (5,)},
-                  {"w": (3,), "v": (2,), "k": (2,), "b": (0,)}),
+                  {"w": (3,), "v": (2,), "k": (2,), "b": (1,)}),
   }[projection]
   assert mu == expected[0] and nu == expected[0]
   assert proj == expected[1]
