@@ -90,6 +90,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from optkit.core import tree as _tree
 from optkit.core import validate
 
 _NAME = "frugal"
@@ -333,6 +334,7 @@ def scale_by_frugal(
 
   def update_fn(updates, state, params=None, **extra_args):
     del params, extra_args
+    _tree.check_floating_tree(_NAME, updates)
     check(updates, state)
     plan_leaves, treedef = jax.tree.flatten(plans_of(updates), is_leaf=is_plan)
     g_leaves = treedef.flatten_up_to(updates)

@@ -62,6 +62,7 @@ import jax.numpy as jnp
 import optax
 
 from optkit.core import extra_args as extra_args_lib
+from optkit.core import tree as _tree
 from optkit.core import validate
 
 _NAME = "freeze_converged"
@@ -187,6 +188,7 @@ def freeze_converged(
       return new_state
 
   def update_fn(updates, state, params=None, **extra_args):
+    _tree.check_floating_tree(_NAME, updates)
     if jax.tree.structure(updates) != jax.tree.structure(state.frozen):
       raise ValueError(
           f"{_NAME}: the gradient tree does not match the optimizer state: got "

@@ -55,6 +55,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from optkit.core import tree as _tree
 from optkit.core import validate
 
 _NAME = "block_coordinate_descent"
@@ -77,6 +78,8 @@ def _n_blocks(shape, block_size: Optional[int]) -> int:
 def _padded(x, block_size: Optional[int], fill: float):
   """(n_blocks, block_len) view of a flattened leaf, padded with ``fill``."""
   flat = jnp.reshape(x, (-1,))
+  if flat.shape[0] == 0:  # a size-zero leaf is one block holding only padding
+    return jnp.full((1, 1 if block_size is None else block_size), fill, flat.dtype)
   if block_size is None:
     return flat[None, :]
   nb = _n_blocks(jnp.shape(x), block_size)
@@ -158,6 +161,7 @@ def _greedy(name: str, rule: str, k: int, lipschitz: Any, block_size: Optional[i
 
   def update_fn(updates, state, params=None, **extra_args):
     del params, extra_args
+    _tree.check_floating_tree(name, updates)
     if jax.tree.structure(updates) != jax.tree.structure(state.times_selected):
       raise ValueError(
           f"{name}: the gradient tree does not match the optimizer state: got "

@@ -85,8 +85,8 @@ import optax
 
 from optkit.core import linalg, numerics, tree, validate
 
-_SN = "subset_norm"
-_SM = "subspace_momentum"
+_SN = "scale_by_subset_norm"
+_SM = "scale_by_subspace_momentum"
 _SNSM = "adamw_snsm"
 PROJECTORS = ("svd", "random", "topk_norm")
 
