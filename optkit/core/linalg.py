@@ -90,7 +90,10 @@ def orthogonalize_svd(g: jax.Array) -> jax.Array:
   u, s, vt = jnp.linalg.svd(x, full_matrices=False)
   tol = jnp.max(s, initial=0.0) * max(x.shape) * jnp.finfo(x.dtype).eps
   keep = (s > tol).astype(x.dtype)
-  return ((u * keep) @ vt).astype(g.dtype)
+  # Full-precision product: the default float32 matmul on GPUs/TPUs rounds
+  # its inputs (TF32/bf16 passes), which would leave singular values ~1e-3
+  # from 1 on this "exact" path.
+  return jnp.matmul(u * keep, vt, precision=jax.lax.Precision.HIGHEST).astype(g.dtype)
 
 
 def inverse_pth_root(a: jax.Array, p: int, ridge_epsilon: float = 1e-6,
@@ -118,7 +121,9 @@ def inverse_pth_root(a: jax.Array, p: int, ridge_epsilon: float = 1e-6,
   ridge = ridge_epsilon * (jnp.max(w) if relative_ridge else 1.0)
   ridge = jnp.maximum(ridge, jnp.finfo(x.dtype).tiny)
   inv_root = (w + ridge) ** (-1.0 / p)
-  return ((v * inv_root) @ v.T).astype(a.dtype)
+  # Full precision: a TF32/bf16 product would undo the float32 eigensolve.
+  return jnp.matmul(v * inv_root, v.T,
+                    precision=jax.lax.Precision.HIGHEST).astype(a.dtype)
 
 
 def power_iteration(matrix_or_matvec: Union[jax.Array, Callable[[jax.Array], jax.Array]],

@@ -112,9 +112,12 @@ def _greedy(name: str, rule: str, k: int, lipschitz: Any, block_size: Optional[i
   _check_lipschitz(name, lipschitz)
 
   def lips_of(updates):
-    """Per-leaf float32 per-coordinate constants, broadcast to the leaf's shape."""
+    """Per-leaf float32 constants: a 0-d array (one constant for the whole leaf)
+    or one per coordinate in the leaf's shape. Scalars are kept 0-d: a
+    broadcast constant would be folded by XLA at compile time (a block max
+    over a 50M-element constant took minutes to compile on a GPU)."""
     if lipschitz is None:
-      return jax.tree.map(lambda u: jnp.ones(jnp.shape(u), jnp.float32), updates)
+      return jax.tree.map(lambda u: jnp.ones((), jnp.float32), updates)
     if jax.tree.structure(lipschitz) != jax.tree.structure(updates):
       raise ValueError(
           f"{name}: `lipschitz` must have the params' tree structure, got "
@@ -126,7 +129,7 @@ def _greedy(name: str, rule: str, k: int, lipschitz: Any, block_size: Optional[i
         raise ValueError(
             f"{name}: `lipschitz` at {jax.tree_util.keystr(path)} must be a scalar or "
             f"have the leaf's shape {jnp.shape(u)}, got shape {jnp.shape(l)}.")
-      out.append(jnp.broadcast_to(jnp.asarray(l, jnp.float32), jnp.shape(u)))
+      out.append(jnp.asarray(l, jnp.float32))
     return jax.tree.unflatten(jax.tree.structure(updates), out)
 
   def init_fn(params):
@@ -140,9 +143,11 @@ def _greedy(name: str, rule: str, k: int, lipschitz: Any, block_size: Optional[i
   def scores_of(g, lip):
     """Per-block score of one leaf, float32 (n_blocks,)."""
     g2 = _padded(g.astype(jnp.float32), block_size, 0.0)
-    l2 = _padded(lip, block_size, 1.0)
     if rule == "gs":
       return jnp.sum(g2 * g2, axis=1)               # ||g_b||^2 (same argmax as ||g_b||)
+    if jnp.ndim(lip) == 0:                          # one L for every coordinate
+      return jnp.sum(g2 * g2, axis=1) / lip
+    l2 = _padded(lip, block_size, 1.0)
     if rule == "gsl":
       return jnp.sum(g2 * g2, axis=1) / jnp.max(l2, axis=1)
     return jnp.sum(g2 * g2 / l2, axis=1)            # g_b^T diag(L_b)^{-1} g_b
@@ -152,7 +157,7 @@ def _greedy(name: str, rule: str, k: int, lipschitz: Any, block_size: Optional[i
     g = g.astype(jnp.float32)
     if not scale:
       return g
-    if rule == "gsq":
+    if rule == "gsq" or jnp.ndim(lip) == 0:
       return g / lip
     l2 = _padded(lip, block_size, 0.0)
     lb = jnp.max(l2, axis=1, keepdims=True)         # L_b = max_i L_i in the block

@@ -39,7 +39,9 @@ def runs(tmp_path_factory):
   checkpointer = ocp.StandardCheckpointer()
   checkpointer.save(f"{directory}/half", half)
   checkpointer.wait_until_finished()
-  env = dict(os.environ, JAX_PLATFORMS="cpu")
+  # The fresh process must see the devices the checkpoint was written from
+  # (orbax stores the sharding), so it runs on the same backend as this one.
+  env = dict(os.environ, JAX_PLATFORMS=jax.default_backend())
   proc = subprocess.run([sys.executable, "-m", "tests.reliability.resume_worker",
                          directory, str(N)], cwd=ROOT, env=env, capture_output=True,
                         text=True, timeout=900)
