@@ -10,6 +10,8 @@ from optkit import flax  # noqa: F401  (helpers; imports flax only when called)
 from optkit import registry
 from optkit import sharding
 from optkit.adaptive import *  # noqa: F401,F403
+from optkit.clipping import *  # noqa: F401,F403
+from optkit.constraints import *  # noqa: F401,F403
 from optkit.curvature import *  # noqa: F401,F403
 from optkit.memory import *  # noqa: F401,F403
 from optkit.momentum import *  # noqa: F401,F403
@@ -20,5 +22,6 @@ from optkit.perturbation import *  # noqa: F401,F403
 from optkit.robust import apply_if_finite  # noqa: F401
 from optkit.schedules import *  # noqa: F401,F403
 from optkit.sign import *  # noqa: F401,F403
+from optkit.zeroth_order import *  # noqa: F401,F403
 
 __version__ = "0.1.0"
