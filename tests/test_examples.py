@@ -92,3 +92,14 @@ def test_memory_efficient_methods_keep_less_state_than_adamw():
   assert float(rows["adamw"]) == 2.0, out
   for name in ("natural_galore", "frugal", "adamw_snsm"):
     assert float(rows[name]) < 2.0, (name, out)
+
+
+def test_zeroth_order_methods_train_from_loss_values_alone():
+  out = _run("zeroth_order.py", "--steps", "300")
+  rows = re.findall(r"^\s*(.+?): .* first loss ([\d.]+), held-out loss ([\d.]+), "
+                    r"accuracy ([\d.]+)$", out, re.M)
+  assert [r[0] for r in rows] == ["adam (backprop)", "deepzero", "rge + adam",
+                                  "forward gradient + adam"], out
+  for name, first, held_out, acc in rows:
+    # From ln 2 (the zero-initialized model) to a classifier: 63% is the majority class.
+    assert float(held_out) < 0.5 * float(first) and float(acc) > 0.9, (name, out)
