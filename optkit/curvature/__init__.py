@@ -22,6 +22,36 @@ from optkit.curvature.shampoo import (
     scale_by_shampoo,
     shampoo,
 )
+from optkit.curvature.oasis import (
+    ScaleByOasisState,
+    oasis,
+    scale_by_oasis,
+)
+from optkit.curvature.sania import (
+    ScaleBySaniaState,
+    sania,
+    scale_by_sania,
+)
+from optkit.curvature.lazy_newton import (
+    ScaleByLazyNewtonState,
+    lazy_newton,
+    scale_by_lazy_newton,
+)
+from optkit.curvature.saddle_free_newton import (
+    ScaleBySaddleFreeNewtonState,
+    saddle_free_newton,
+    scale_by_saddle_free_newton,
+)
+from optkit.curvature.regularized_newton import (
+    ScaleByRegularizedNewtonState,
+    regularized_newton,
+    scale_by_regularized_newton,
+)
+from optkit.curvature.matrix_sqrt import (
+    matrix_inv_sqrt_pade,
+    matrix_sqrt_pade,
+    matrix_sqrt_taylor,
+)
 
 __all__ = [
     "HutchinsonDiagHessianState",
@@ -39,6 +69,24 @@ __all__ = [
     "ScaleByShampooState",
     "scale_by_shampoo",
     "shampoo",
+    "ScaleByOasisState",
+    "oasis",
+    "scale_by_oasis",
+    "ScaleBySaniaState",
+    "sania",
+    "scale_by_sania",
+    "ScaleByLazyNewtonState",
+    "lazy_newton",
+    "scale_by_lazy_newton",
+    "ScaleBySaddleFreeNewtonState",
+    "saddle_free_newton",
+    "scale_by_saddle_free_newton",
+    "ScaleByRegularizedNewtonState",
+    "regularized_newton",
+    "scale_by_regularized_newton",
+    "matrix_inv_sqrt_pade",
+    "matrix_sqrt_pade",
+    "matrix_sqrt_taylor",
 ]
 
 _ADAHESSIAN_PAPER = "ADAHESSIAN: An Adaptive Second Order Optimizer for Machine Learning"
@@ -148,5 +196,95 @@ RECORDS = (
                    "(tests/fixtures/reference/curvature_shampoo.npz)"),
         description=("Blocked Kronecker-factored (L^-1/4 G R^-1/4) preconditioning "
                      "with layer-wise norm grafting and heavy-ball momentum."),
+    ),
+    Algorithm(
+        name="oasis",
+        family="curvature",
+        kind="optimizer",
+        paper=("Doubly Adaptive Scaled Algorithm for Machine Learning Using "
+               "Second-Order Information"),
+        arxiv="2109.05198",
+        factory=oasis,
+        direction=scale_by_oasis,
+        extra_args=("value_fn",),
+        test_hparams={"learning_rate": 1.0, "eta0": 0.5},
+        static_hparams=("init_samples", "seed", "fixed_lr", "mask"),
+        problems=("quadratic", "ill_conditioned_quadratic", "logistic_regression"),
+        reference=("float64 NumPy re-derivation of Algorithm 1 with the same probes "
+                   "(tests/curvature/test_oasis.py); no public reference found"),
+        description=("Hutchinson-diagonal preconditioning with a step size tuned from "
+                     "local smoothness in the D-norm (no learning rate to tune)."),
+    ),
+    Algorithm(
+        name="sania",
+        family="curvature",
+        kind="optimizer",
+        paper=("SANIA: Polyak-type Optimization Framework Leads to Scale Invariant "
+               "Stochastic Algorithms"),
+        arxiv="2312.17369",
+        factory=sania,
+        direction=scale_by_sania,
+        extra_args=("value",),
+        test_hparams={"learning_rate": 1.0},
+        static_hparams=("preconditioner", "constraint", "max_step", "num_samples",
+                        "seed", "mask"),
+        problems=("quadratic", "ill_conditioned_quadratic"),
+        reference=("optax.polyak_sgd (identity preconditioner, linear constraint; "
+                   "tests/curvature/test_sania.py); float64 re-derivation of the "
+                   "quadratic-constraint rule"),
+        description=("Preconditioned Polyak step: tau B^-1 g with tau from a linear "
+                     "or quadratic model of f - f* (AdaGrad-SQR, Adam-SQR, Hutchinson B)."),
+    ),
+    Algorithm(
+        name="lazy_newton",
+        family="curvature",
+        kind="optimizer",
+        paper="Second-order optimization with lazy Hessians",
+        arxiv="2212.00781",
+        factory=lazy_newton,
+        direction=scale_by_lazy_newton,
+        extra_args=("value_fn",),
+        test_hparams={"learning_rate": 1.0, "update_every": 4},
+        static_hparams=("update_every", "reg", "bisection_steps", "mask"),
+        problems=("quadratic", "ill_conditioned_quadratic", "logistic_regression"),
+        reference=("float64 NumPy re-derivation with the snapshot Hessian "
+                   "(tests/curvature/test_lazy_newton.py); no public reference found"),
+        description=("Gradient-regularized or cubic Newton steps with a dense Hessian "
+                     "refreshed every m steps (small models)."),
+    ),
+    Algorithm(
+        name="saddle_free_newton",
+        family="curvature",
+        kind="optimizer",
+        paper="On the saddle point problem for non-convex optimization",
+        arxiv="1405.4604",
+        factory=saddle_free_newton,
+        direction=scale_by_saddle_free_newton,
+        extra_args=("value_fn",),
+        test_hparams={"learning_rate": 0.5, "krylov_dim": 8},
+        static_hparams=("krylov_dim", "start", "seed", "mask"),
+        problems=("quadratic", "ill_conditioned_quadratic", "logistic_regression"),
+        reference=("float64 eigendecomposition |H|^-1 g (full Krylov subspace) "
+                   "(tests/curvature/test_saddle_free_newton.py); no public reference found"),
+        description=("Newton step with |H| (absolute eigenvalues) in a Lanczos Krylov "
+                     "subspace: rescaled like Newton, repelled by saddle points."),
+    ),
+    Algorithm(
+        name="regularized_newton",
+        family="curvature",
+        kind="optimizer",
+        paper="Gradient-Normalized Smoothness for Optimization with Approximate Hessians",
+        arxiv="2506.13710",
+        factory=regularized_newton,
+        direction=scale_by_regularized_newton,
+        extra_args=("value_fn",),
+        test_hparams={"learning_rate": 1.0},
+        static_hparams=("adaptive", "curvature", "max_backtracks", "mask"),
+        problems=("quadratic", "ill_conditioned_quadratic", "logistic_regression",
+                  "rosenbrock"),
+        reference=("float64 NumPy re-derivation of epfml/grad-norm-smooth "
+                   "grad_norm_smooth (tests/curvature/test_regularized_newton.py)"),
+        description=("Newton step regularized by lambda = ||g|| / gamma, gamma (the "
+                     "gradient-normalized smoothness radius) adapted by a search."),
     ),
 )
