@@ -138,8 +138,9 @@ def report(jobs, out_md: str, seeds: int, device: str):
   import numpy as np
   lines = ["# Training quality of the tier-A optimizers", "",
            f"Produced by `python benchmarks/quality.py` ({device}). Each optimizer's "
-           "learning rate is tuned on seed 0 over the same 5-point grid (0.1x-10x its "
-           "default for the task), chosen by held-out loss; the chosen rate is run on "
+           "learning rate is tuned on seed 0 over the same 5-point grid (0.1x-10x a base "
+           "rate: the task's default for it, else its factory's default, else AdamW's "
+           "rate on the task), chosen by held-out loss; the chosen rate is run on "
            f"{seeds} seeds. Mean ± std over seeds. Steps-to-AdamW: first step at which "
            "the smoothed train loss reaches AdamW's final train loss, over the step at "
            "which AdamW first reaches it (< 1 is faster; mean over seeds that reach it).",
@@ -194,6 +195,12 @@ def report(jobs, out_md: str, seeds: int, device: str):
     png = os.path.splitext(out_md)[0] + f"_{task_name}.png"
     _plot(js, task_name, png)
     lines += [f"![{task_name}]({os.path.basename(png)})", ""]
+  expected = {(t, n) for t in by_task for n in
+               ((BASELINE, *MULTI_LOSS[t]) if t in MULTI_LOSS else TIER_A + (BASELINE,))}
+  missing = sorted(expected - {(j["task"], j["optimizer"]) for j in jobs})
+  if missing:
+    lines += ["Not in this run (the job did not finish in the run's time limit): "
+              + ", ".join(f"{n} on {t}" for t, n in missing) + ".", ""]
   with open(out_md, "w") as f:
     f.write("\n".join(lines))
   return lines
