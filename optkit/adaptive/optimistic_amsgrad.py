@@ -124,6 +124,16 @@ def optimistic_amsgrad_eval_params(state) -> optax.Params:
   The visible params are the optimistic points where gradients are taken;
   use this for evaluation (it is the AMSGrad-like sequence of the paper).
   Accepts the optimizer's state or any tuple holding it.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> import optkit
+    >>> opt = optkit.optimistic_amsgrad(0.1)
+    >>> p = jnp.array([1.0, -2.0])
+    >>> state = opt.init(p)
+    >>> u, state = opt.update(2 * p, state, p)
+    >>> optkit.optimistic_amsgrad_eval_params(state).shape
+    (2,)
   """
   return optax.tree.get(state, "w_half")
 

@@ -83,6 +83,17 @@ def sketch_and_project_solve(k_mat: jax.Array, rhs: jax.Array, key: jax.Array,
   ``||K z - rhs|| <= tol`` or after ``max_iters`` iterations (static).
 
   Returns ``(z, iterations, residual_norm)``.
+
+  Example:
+    >>> import jax
+    >>> import jax.numpy as jnp
+    >>> import optkit
+    >>> k = jnp.array([[2.0, 1.0], [1.0, 3.0]])
+    >>> rhs = jnp.array([3.0, 5.0])
+    >>> z, iters, residual = optkit.sketch_and_project_solve(
+    ...     k, rhs, jax.random.key(0), sketch_size=1, tol=1e-6, max_iters=200)
+    >>> bool(jnp.allclose(z, jnp.linalg.solve(k, rhs), atol=1e-4))
+    True
   """
   n = rhs.shape[0]
   q = int(min(sketch_size, n))

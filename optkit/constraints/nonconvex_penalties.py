@@ -83,12 +83,26 @@ def _greater_than(algo: str, bound: float, **kwargs) -> None:
 
 
 def soft_threshold(z: jax.Array, thresh: Any) -> jax.Array:
-  """prox of thresh * |.|: sign(z) max(|z| - thresh, 0) (exact zeros)."""
+  """prox of thresh * |.|: sign(z) max(|z| - thresh, 0) (exact zeros).
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> import optkit
+    >>> optkit.soft_threshold(jnp.array([-2.0, 0.3, 1.5]), 0.5)
+    Array([-1.5,  0. ,  1. ], dtype=float32)
+  """
   return jnp.sign(z) * jnp.maximum(jnp.abs(z) - thresh, 0.0)
 
 
 def scad_penalty(x: jax.Array, lam: Any, a: Any = 3.7) -> jax.Array:
-  """Elementwise SCAD penalty p_lambda(x) (Fan & Li 2001)."""
+  """Elementwise SCAD penalty p_lambda(x) (Fan & Li 2001).
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> import optkit
+    >>> optkit.scad_penalty(jnp.array([0.0, 0.5, 5.0]), lam=1.0)
+    Array([0.  , 0.5 , 2.35], dtype=float32)
+  """
   t = jnp.abs(x)
   return jnp.where(t <= lam, lam * t,
                    jnp.where(t <= a * lam, (2 * a * lam * t - t ** 2 - lam ** 2) / (2 * (a - 1)),
@@ -96,7 +110,14 @@ def scad_penalty(x: jax.Array, lam: Any, a: Any = 3.7) -> jax.Array:
 
 
 def mcp_penalty(x: jax.Array, lam: Any, gamma: Any = 2.0) -> jax.Array:
-  """Elementwise MCP penalty (Zhang 2010)."""
+  """Elementwise MCP penalty (Zhang 2010).
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> import optkit
+    >>> optkit.mcp_penalty(jnp.array([0.0, 0.5, 5.0]), lam=1.0, gamma=2.0)
+    Array([0.    , 0.4375, 1.    ], dtype=float32)
+  """
   t = jnp.abs(x)
   return jnp.where(t <= gamma * lam, lam * t - t ** 2 / (2 * gamma), gamma * lam ** 2 / 2)
 

@@ -222,26 +222,67 @@ class Stiefel(Manifold):
 
 
 def euclidean(ndim: int = 0) -> Manifold:
-  """Euclidean space; ``ndim`` trailing axes per component (0: per coordinate)."""
+  """Euclidean space; ``ndim`` trailing axes per component (0: per coordinate).
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> import optkit
+    >>> opt = optkit.riemannian_adam(0.1, manifolds=optkit.euclidean())
+    >>> p = jnp.array([1.0, -2.0])
+    >>> u, _ = opt.update(2 * p, opt.init(p), p)
+    >>> u.round(3)   # no bias correction by default: lr (1 - b1) / sqrt(1 - b2) sign(g)
+    Array([-0.316,  0.316], dtype=float32)
+  """
   return Euclidean(ndim=int(ndim))
 
 
 def sphere(transport: str = "parallel") -> Manifold:
   """The unit sphere along the last axis (each row a point); ``transport``:
-  ``"parallel"`` (the paper's) or ``"projection"`` (geoopt's)."""
+  ``"parallel"`` (the paper's) or ``"projection"`` (geoopt's).
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> import optkit
+    >>> opt = optkit.riemannian_adam(0.1, manifolds=optkit.sphere())
+    >>> p = jnp.array([[0.6, 0.8]])                  # one point on the unit circle
+    >>> u, _ = opt.update(jnp.array([[1.0, 0.0]]), opt.init(p), p)
+    >>> float(jnp.linalg.norm(p + u)).__round__(5)   # the step stays on the sphere
+    1.0
+  """
   validate.one_of("sphere", "transport", transport, ("parallel", "projection"))
   return Sphere(transport=transport)
 
 
 def poincare_ball(c: float = 1.0) -> Manifold:
-  """The Poincaré ball of curvature -c along the last axis (each row a point)."""
+  """The Poincaré ball of curvature -c along the last axis (each row a point).
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> import optkit
+    >>> opt = optkit.riemannian_adam(0.1, manifolds=optkit.poincare_ball())
+    >>> p = jnp.array([[0.5, 0.0]])
+    >>> u, _ = opt.update(jnp.array([[-10.0, 0.0]]), opt.init(p), p)
+    >>> bool(jnp.linalg.norm(p + u) < 1.0)           # still inside the unit ball
+    True
+  """
   if not c > 0:
     raise ValueError(f"poincare_ball: `c` must be positive, got {c!r}.")
   return PoincareBall(c=float(c))
 
 
 def stiefel() -> Manifold:
-  """The Stiefel manifold of the last two axes (each (n, p) matrix a point)."""
+  """The Stiefel manifold of the last two axes (each (n, p) matrix a point).
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> import optkit
+    >>> opt = optkit.riemannian_adam(0.05, manifolds=optkit.stiefel())
+    >>> p = jnp.eye(3)[:, :2]                        # a 3x2 matrix with orthonormal columns
+    >>> u, _ = opt.update(jnp.ones((3, 2)), opt.init(p), p)
+    >>> q = p + u
+    >>> bool(jnp.allclose(q.T @ q, jnp.eye(2), atol=1e-5))
+    True
+  """
   return Stiefel()
 
 

@@ -229,7 +229,22 @@ def freeze_converged(
 
 
 def frozen_fraction(state: FreezeConvergedState) -> jax.Array:
-  """Fraction of the leaves that are frozen (GradES's optional stop rule)."""
+  """Fraction of the leaves that are frozen (GradES's optional stop rule).
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> import optax
+    >>> import optkit
+    >>> opt = optkit.freeze_converged(optax.sgd(0.1), total_steps=10, grace_fraction=0.0, tau=0.5)
+    >>> p = {'a': jnp.ones((2, 2)), 'b': jnp.ones((2, 2))}
+    >>> g = {'a': jnp.zeros((2, 2)), 'b': jnp.ones((2, 2))}  # 'a' has converged
+    >>> state = opt.init(p)
+    >>> for _ in range(3):
+    ...   u, state = opt.update(g, state, p)
+    ...
+    >>> optkit.frozen_fraction(state)
+    Array(0.5, dtype=float32)
+  """
   leaves = jax.tree.leaves(state.frozen)
   if not leaves:
     return jnp.zeros([], jnp.float32)

@@ -155,6 +155,16 @@ def normalized_igt_eval_params(state) -> optax.Params:
 
   Accepts the direction's state or the state of ``normalized_igt`` (searched
   for a ``NormalizedIGTState``).
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> import optkit
+    >>> opt = optkit.normalized_igt(0.1)
+    >>> p = jnp.array([1.0, -2.0])
+    >>> state = opt.init(p)
+    >>> u, state = opt.update(2 * p, state, p)
+    >>> [round(float(x), 3) for x in optkit.normalized_igt_eval_params(state)]
+    [0.955, -1.911]
   """
   found = [s for s in jax.tree.leaves(state, is_leaf=lambda x: isinstance(
       x, NormalizedIGTState)) if isinstance(s, NormalizedIGTState)]

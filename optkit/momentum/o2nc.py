@@ -258,6 +258,16 @@ def o2nc_eval_params(state: Any) -> optax.Params:
   The mean of the evaluation points w over the last completed period when the
   transformation was built with ``period``, else the anchor x_n. ``state`` may
   be the state of ``o2nc``/``scale_by_o2nc`` or of any chain holding exactly one.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> import optkit
+    >>> opt = optkit.o2nc(0.1, radius=0.5)
+    >>> p = jnp.array([1.0, -2.0])
+    >>> state = opt.init(p)
+    >>> u, state = opt.update(2 * p, state, p)
+    >>> optkit.o2nc_eval_params(state).shape
+    (2,)
   """
   s = _find_state("o2nc_eval_params", state, ScaleByO2ncState)
   return s.anchor if s.period_mean is None else s.period_mean

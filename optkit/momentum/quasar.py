@@ -313,7 +313,16 @@ def qasvrg(
 
 
 def qasvrg_is_snapshot_step(state: Any, epoch_length: int) -> jax.Array:
-  """True when the next ``qasvrg`` update starts a stage (pass the full gradient)."""
+  """True when the next ``qasvrg`` update starts a stage (pass the full gradient).
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> import optkit
+    >>> opt = optkit.qasvrg(learning_rate=0.5, epoch_length=3)
+    >>> state = opt.init(jnp.zeros(2))
+    >>> bool(optkit.qasvrg_is_snapshot_step(state, 3))   # step 0 starts a stage
+    True
+  """
   s = _find(state, QasvrgState)
   return s.count % epoch_length == 0
 
@@ -332,5 +341,14 @@ def qasgd_eval_params(state: Any) -> optax.Params:
 
   ``state`` may be the transformation's state or any optimizer state holding
   exactly one ``ScaleByQasgdState`` or ``QasvrgState``.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> import optkit
+    >>> opt = optkit.qasgd(0.1)
+    >>> p = jnp.array([1.0, -2.0])
+    >>> u, state = opt.update(2 * p, opt.init(p), p)
+    >>> optkit.qasgd_eval_params(state).round(3)
+    Array([ 0.8, -1.6], dtype=float32)
   """
   return _find(state, (ScaleByQasgdState, QasvrgState)).y

@@ -152,6 +152,16 @@ def xgrad_eval_params(state: Any) -> optax.Params:
 
   ``state`` may be the ``xgrad`` state or any optimizer state (chain, MultiSteps,
   inject_hyperparams) that holds exactly one ``XGradState``.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> import optax
+    >>> import optkit
+    >>> opt = optkit.xgrad(optax.sgd(0.1), learning_rate=0.1)
+    >>> p = jnp.array([1.0, -2.0])
+    >>> u, state = opt.update(2 * p, opt.init(p), p)
+    >>> optkit.xgrad_eval_params(state).shape
+    (2,)
   """
   found = [s for s in jax.tree.leaves(state, is_leaf=lambda x: isinstance(x, XGradState))
            if isinstance(s, XGradState)]

@@ -215,6 +215,13 @@ def upgrad_weights(gram: jax.Array, pref: jax.Array, norm_eps: Any = 1e-4,
 
   Returns:
     w = Σ_i w^(i), shape (m,), dtype of ``gram``; NaN where G is not finite.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> import optkit
+    >>> gram = jnp.array([[1.0, 0.0], [0.0, 1.0]])    # two orthogonal unit gradients
+    >>> optkit.upgrad_weights(gram, jnp.ones(2) / 2)  # no conflict: their mean
+    Array([0.5, 0.5], dtype=float32)
   """
   validate.one_of(_NAME, "solver", solver, _SOLVERS)
   m = gram.shape[0]

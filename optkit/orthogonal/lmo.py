@@ -120,6 +120,15 @@ class LMO:
     name: the preset's name (``'spectral'``, ``'sign'``, ``'l2'``) or a label.
     direction: ``array -> array`` of the same shape, ``-lmo``.
     norm: ``array -> scalar``, the norm whose unit ball the oracle minimizes over.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> import optkit
+    >>> m = jnp.array([3.0, -4.0])
+    >>> optkit.lmo_sign(m)                 # argmin over the l_inf ball: -sign(m)
+    Array([-1.,  1.], dtype=float32)
+    >>> optkit.lmo_l2(m)                   # argmin over the l2 ball: -m / ||m||
+    Array([-0.6,  0.8], dtype=float32)
   """
 
   name: str

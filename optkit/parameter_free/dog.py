@@ -413,6 +413,17 @@ def polynomial_decay_averaged_params(opt_state: Any) -> Any:
 
   Searches the (nested) optimizer state; raises ValueError if there is none.
   See ``polynomial_decay_averaging`` for an example.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> import optax
+    >>> import optkit
+    >>> opt = optax.chain(optax.sgd(0.1), optkit.polynomial_decay_averaging(gamma=8.0))
+    >>> p = jnp.array([1.0, -2.0])
+    >>> state = opt.init(p)
+    >>> u, state = opt.update(2 * p, state, p)
+    >>> optkit.polynomial_decay_averaged_params(state).round(3)
+    Array([ 0.8, -1.6], dtype=float32)
   """
   found = []
 

@@ -157,6 +157,15 @@ def row_gaussian_noise(key: jax.Array, params: optax.Params,
   ``row_std`` leaves broadcast against the last axis of each leaf (a scalar
   gives one standard deviation for the whole leaf); masked-out leaves get
   zeros. float32 (float64 for float64 params).
+
+  Example:
+    >>> import jax
+    >>> import jax.numpy as jnp
+    >>> import optkit
+    >>> params = {'w': jnp.zeros((1000, 2))}
+    >>> eps = optkit.row_gaussian_noise(jax.random.key(0), params, {'w': jnp.array([0.0, 1.0])})
+    >>> eps['w'].std(axis=0).round(1)                # std 0 for column 0, 1 for column 1
+    Array([0., 1.], dtype=float32)
   """
   mask_tree = _mask_tree(mask, params)
   leaves, treedef = jax.tree.flatten(params)
