@@ -108,3 +108,22 @@ def transformation(algo: str, **kwargs):
       raise TypeError(
           f"{algo}: `{arg}` must be an optax GradientTransformation, got "
           f"{type(value).__name__}.")
+
+
+def seed(algo: str, seed: Any):
+  """``seed`` is an integer (a Python/NumPy int or an integral float; tracers skipped).
+
+  Example:
+    >>> from optkit.core import validate
+    >>> validate.seed("oasis", 3)
+    >>> validate.seed("oasis", 1.5)
+    Traceback (most recent call last):
+    ...
+    ValueError: oasis: `seed` must be an integer, got 1.5.
+  """
+  if isinstance(seed, jax.core.Tracer):
+    return
+  v = np.asarray(seed)
+  if isinstance(seed, bool) or v.size != 1 or v.dtype.kind not in "iuf" or (
+      float(v.reshape(())) != int(v.reshape(()))):
+    raise ValueError(f"{algo}: `seed` must be an integer, got {seed!r}.")

@@ -166,15 +166,6 @@ def _check_interval(algo: str, update_interval: Any):
                      f"got {update_interval!r}.")
 
 
-def _check_seed(algo: str, seed: Any):
-  if isinstance(seed, jax.core.Tracer):
-    return
-  v = np.asarray(seed)
-  if isinstance(seed, bool) or v.size != 1 or v.dtype.kind not in "iuf" or (
-      float(v.reshape(())) != int(v.reshape(()))):
-    raise ValueError(f"{algo}: `seed` must be an integer, got {seed!r}.")
-
-
 def _check_axes(algo: str, spatial_axes: Any) -> tuple[int, ...]:
   try:
     axes = tuple(int(a) for a in spatial_axes)
@@ -192,7 +183,7 @@ def _check_axes(algo: str, spatial_axes: Any) -> tuple[int, ...]:
 def _check_estimator_args(algo: str, num_samples, distribution, seed, probe_fn):
   validate.integer_at_least(algo, 1, num_samples=num_samples)
   validate.one_of(algo, "distribution", distribution, hessian_lib.DISTRIBUTIONS)
-  _check_seed(algo, seed)
+  validate.seed(algo, seed)
   validate.callable_or_none(algo, _probe_fn=probe_fn)
 
 

@@ -86,15 +86,6 @@ def _stat_dtype(x) -> Any:
   return jnp.promote_types(jnp.result_type(x), jnp.float32)
 
 
-def _check_seed(algo: str, seed: Any):
-  if isinstance(seed, jax.core.Tracer):
-    return
-  v = np.asarray(seed)
-  if isinstance(seed, bool) or v.size != 1 or v.dtype.kind not in "iuf" or (
-      float(v.reshape(())) != int(v.reshape(()))):
-    raise ValueError(f"{algo}: `seed` must be an integer, got {seed!r}.")
-
-
 def _scalar_dtype(params) -> Any:
   """float32, or float64 when a leaf is float64."""
   leaves = jax.tree.leaves(params)
@@ -167,7 +158,7 @@ def scale_by_oasis(
   if fixed_lr is not None:
     validate.non_negative(_NAME, fixed_lr=fixed_lr)
   validate.integer_at_least(_NAME, 1, init_samples=init_samples)
-  _check_seed(_NAME, seed)
+  validate.seed(_NAME, seed)
   init_samples = int(init_samples)
 
   def init_fn(params):

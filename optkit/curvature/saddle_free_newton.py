@@ -71,15 +71,6 @@ def _work_dtype(tree) -> Any:
                             for x in leaves]) if leaves else jnp.float32)
 
 
-def _check_seed(algo: str, seed: Any):
-  if isinstance(seed, jax.core.Tracer):
-    return
-  v = np.asarray(seed)
-  if isinstance(seed, bool) or v.size != 1 or v.dtype.kind not in "iuf" or (
-      float(v.reshape(())) != int(v.reshape(()))):
-    raise ValueError(f"{algo}: `seed` must be an integer, got {seed!r}.")
-
-
 def _norm(v):
   m = jnp.max(jnp.abs(v))
   safe = jnp.where(m > 0, m, 1)
@@ -161,7 +152,7 @@ def scale_by_saddle_free_newton(
   validate.integer_at_least(_NAME, 1, krylov_dim=krylov_dim)
   validate.non_negative(_NAME, damping=damping)
   validate.one_of(_NAME, "start", start, STARTS)
-  _check_seed(_NAME, seed)
+  validate.seed(_NAME, seed)
   krylov_dim = int(krylov_dim)
 
   def init_fn(params):

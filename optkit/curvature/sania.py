@@ -77,15 +77,6 @@ def _stat_dtype(x) -> Any:
   return jnp.promote_types(jnp.result_type(x), jnp.float32)
 
 
-def _check_seed(algo: str, seed: Any):
-  if isinstance(seed, jax.core.Tracer):
-    return
-  v = np.asarray(seed)
-  if isinstance(seed, bool) or v.size != 1 or v.dtype.kind not in "iuf" or (
-      float(v.reshape(())) != int(v.reshape(()))):
-    raise ValueError(f"{algo}: `seed` must be an integer, got {seed!r}.")
-
-
 def polyak_step_size(c: jax.Array, constraint: str) -> jax.Array:
   """tau from c = (f - f*)_+ / s: ``c`` (linear) or the smallest root (quadratic)."""
   if constraint == "linear":
@@ -152,7 +143,7 @@ def scale_by_sania(
   if max_step is not None:
     validate.positive(_NAME, max_step=max_step)
   validate.integer_at_least(_NAME, 1, num_samples=num_samples)
-  _check_seed(_NAME, seed)
+  validate.seed(_NAME, seed)
   num_samples = int(num_samples)
 
   def init_fn(params):
