@@ -8,6 +8,9 @@ sharded FSDP-like over mesh axis ``fsdp`` (2) and tensor-parallel-like over
 shardings pinned as a user's train step would (``state_shardings``); reports the largest relative difference, whether every param-shaped
 state leaf carries its param's sharding after ``init`` and after the steps,
 and whether the compiled step contains host transfers.
+
+``python -m tests.reliability.sharding_worker NAME ...`` runs only the named
+records; with ``JAX_ENABLE_X64=1`` the params and problem are float64.
 """
 
 from __future__ import annotations
@@ -19,7 +22,6 @@ import sys
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 import optkit
@@ -33,9 +35,12 @@ STEPS = 5
 _HOST = re.compile(r"callback|outfeed|infeed|send\(|recv\(|host", re.IGNORECASE)
 
 
+DTYPE = jnp.float64 if jax.config.jax_enable_x64 else jnp.float32
+
+
 def _tree(seed, scale=1.0, offset=0.0):
   rng = np.random.default_rng(seed)
-  return {k: jnp.asarray(offset + scale * rng.standard_normal(s), jnp.float32)
+  return {k: jnp.asarray(offset + scale * rng.standard_normal(s), DTYPE)
           for k, s in SHAPES.items()}
 
 
@@ -78,7 +83,10 @@ def main():
   mesh = Mesh(np.array(jax.devices()[:8]).reshape(2, 4), ("fsdp", "tp"))
   shardings = {k: NamedSharding(mesh, s) for k, s in SPECS.items()}
   out = {}
+  names = set(sys.argv[1:])
   for record in common.records():
+    if names and record.name not in names:
+      continue
     problem = Problem()
     tx = common.build(record)
     params = _tree(3, offset=2.0)
