@@ -42,6 +42,8 @@ def runs(tmp_path_factory):
   # The fresh process must see the devices the checkpoint was written from
   # (orbax stores the sharding), so it runs on the same backend as this one.
   env = dict(os.environ, JAX_PLATFORMS=jax.default_backend())
+  # A new compilation too: not the session's compilation cache (conftest.py).
+  env.pop("JAX_COMPILATION_CACHE_DIR", None)
   proc = subprocess.run([sys.executable, "-m", "tests.reliability.resume_worker",
                          directory, str(N)], cwd=ROOT, env=env, capture_output=True,
                         text=True, timeout=900)
