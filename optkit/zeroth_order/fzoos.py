@@ -158,14 +158,15 @@ def fzoos(client_value_fns: Sequence[Callable[[jax.Array], jax.Array]],
     ``step(x, state) -> (x, state)``; both jittable.
 
   Example:
-    >>> import jax.numpy as jnp
+    >>> import jax, jax.numpy as jnp
     >>> import optkit
     >>> fs = [lambda x: jnp.sum((x - 1.0) ** 2), lambda x: jnp.sum((x + 1.0) ** 2)]
     >>> solver = optkit.fzoos(fs, learning_rate=0.2)
     >>> x = jnp.array([2.0, -1.5])
     >>> state = solver.init(x)
+    >>> step = jax.jit(solver.step)
     >>> for _ in range(10):
-    ...   x, state = solver.step(x, state)
+    ...   x, state = step(x, state)
     >>> bool(jnp.linalg.norm(x) < 0.2)     # the minimizer of the average is 0
     True
 
