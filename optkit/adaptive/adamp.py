@@ -106,15 +106,11 @@ class ScaleBySGDPMomentumState(NamedTuple):
   trace: optax.Updates  # momentum buffer, params-shaped; the params' dtype
 
 
-def _stat_dtype(x):
-  return jnp.promote_types(jnp.result_type(x), jnp.float32)
-
-
 def _project_leaf(w, g, p, delta, wd_ratio, eps, channel_axis):
   """Projected update and decay ratio of one leaf (eq. (12), both views)."""
   if jnp.ndim(w) <= 1:
     return p, jnp.ones((), jnp.float32)
-  dt = _stat_dtype(w)
+  dt = numerics.stat_dtype(w)
   w, g, p32 = w.astype(dt), g.astype(dt), p.astype(dt)
   ndim, size = w.ndim, w.size
   ch = channel_axis % ndim
@@ -165,7 +161,7 @@ def _project_out_radial(name, inner, delta, wd_ratio, eps, weight_decay, mask, c
     projected = treedef.unflatten([pr[0] for pr in pairs])
     ratios = treedef.unflatten([pr[1] for pr in pairs])
     # Decay lambda * ratio * w: optax.add_decayed_weights on the ratio-scaled params.
-    scaled = jax.tree.map(lambda w, r: (w.astype(_stat_dtype(w)) * r).astype(w.dtype),
+    scaled = jax.tree.map(lambda w, r: (w.astype(numerics.stat_dtype(w)) * r).astype(w.dtype),
                           params, ratios)
     out, decay_state = decay.update(projected, state.decay_state, scaled)
     out = optax.tree.cast_like(out, updates)
@@ -241,7 +237,7 @@ def _adam_moments(name, b1, b2, eps, eps_root, nesterov, eps_placement, mu_dtype
   def init_fn(params):
     mu = jax.tree.map(lambda p: jnp.zeros(
         jnp.shape(p), jnp.result_type(p) if mu_dtype is None else mu_dtype), params)
-    nu = jax.tree.map(lambda p: jnp.zeros(jnp.shape(p), _stat_dtype(p)), params)
+    nu = jax.tree.map(lambda p: jnp.zeros(jnp.shape(p), numerics.stat_dtype(p)), params)
     return ScaleByAdamPMomentsState(count=jnp.zeros([], jnp.int32), mu=mu, nu=nu)
 
   def update_fn(updates, state, params=None):

@@ -47,7 +47,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from optkit.clipping.robust_median import PerExampleState, _check_rows, _per_example_aggregator, _stat_dtype
+from optkit.clipping.robust_median import PerExampleState, _check_rows, _per_example_aggregator
 from optkit.core import numerics
 from optkit.core import tree as tree_lib
 from optkit.core import validate
@@ -212,7 +212,7 @@ def sample_median_gradient(method: str = "coordinate", weiszfeld_iters: int = 10
     del extra_args
     _check_rows(name, updates, params)
     leaves, treedef = jax.tree.flatten(updates)
-    dt = jnp.result_type(*[_stat_dtype(x) for x in leaves])
+    dt = jnp.result_type(*[numerics.stat_dtype(x) for x in leaves])
     out = _weiszfeld([x.astype(dt) for x in leaves], iters, jnp.asarray(eps, dt))
     out = [o.astype(jnp.result_type(x)) for o, x in zip(out, leaves)]
     return jax.tree.unflatten(treedef, out), state

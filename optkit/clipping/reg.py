@@ -98,10 +98,6 @@ def _matrix_shape(shape) -> tuple[int, int]:
   return (shape[0], int(np.prod(shape[1:], dtype=np.int64)))
 
 
-def _stat_dtype(x):
-  return jnp.promote_types(jnp.result_type(x), jnp.float32)
-
-
 def _row_col_mean_sq(mat):
   """Means of mat² over columns (per row) and over rows (per column); 0 for empty."""
   sq = jnp.square(mat)
@@ -174,16 +170,16 @@ def scale_by_racs(beta=0.9, alpha=0.05, gamma=1.01, eps=1e-8
 
   def init_fn(params):
     def rows(p):
-      return jnp.zeros((_matrix_shape(jnp.shape(p))[0],), _stat_dtype(p))
+      return jnp.zeros((_matrix_shape(jnp.shape(p))[0],), numerics.stat_dtype(p))
 
     def cols(p):
-      return jnp.ones((_matrix_shape(jnp.shape(p))[1],), _stat_dtype(p))
+      return jnp.ones((_matrix_shape(jnp.shape(p))[1],), numerics.stat_dtype(p))
 
     return ScaleByRACSState(
         jnp.zeros([], jnp.int32),
         jax.tree.map(rows, params),
         jax.tree.map(cols, params),
-        jax.tree.map(lambda p: jnp.zeros([], _stat_dtype(p)), params))
+        jax.tree.map(lambda p: jnp.zeros([], numerics.stat_dtype(p)), params))
 
   def update_fn(updates, state, params=None):
     del params

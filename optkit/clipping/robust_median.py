@@ -149,10 +149,6 @@ def _check_rows(name: str, updates: Any, params: Any) -> int:
   return b
 
 
-def _stat_dtype(x):
-  return jnp.promote_types(jnp.result_type(x), jnp.float32)
-
-
 def _per_example_aggregator(name: str, reduce_leaf, check=None):
   """A stateless transformation mapping a leading-axis tree to one update.
 
@@ -170,7 +166,7 @@ def _per_example_aggregator(name: str, reduce_leaf, check=None):
     if check is not None:
       check(b)
     out = jax.tree.map(
-        lambda x: reduce_leaf(x.astype(_stat_dtype(x))).astype(jnp.result_type(x)), updates)
+        lambda x: reduce_leaf(x.astype(numerics.stat_dtype(x))).astype(jnp.result_type(x)), updates)
     return out, state
 
   return optax.GradientTransformationExtraArgs(init_fn, update_fn)

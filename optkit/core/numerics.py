@@ -63,6 +63,24 @@ def bias_correction(decay: Any, count: Any) -> jax.Array:
   return -jnp.expm1(t * jnp.log1p(-one_minus))
 
 
+def stat_dtype(tree: Any) -> Any:
+  """The dtype for statistics of ``tree`` (an array, a dtype or a pytree of them).
+
+  float32, or the widest floating dtype among the leaves when that is wider
+  (float64 params under x64 keep float64 statistics); bf16/f16 give float32.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> from optkit.core import numerics
+    >>> numerics.stat_dtype(jnp.ones(2, jnp.bfloat16))
+    dtype('float32')
+  """
+  dtype = jnp.dtype(jnp.float32)
+  for leaf in jax.tree.leaves(tree):
+    dtype = jnp.promote_types(dtype, jnp.result_type(leaf))
+  return dtype
+
+
 def stat_zeros(params: Any) -> Any:
   """Zeros shaped like each leaf of ``params``, dtype float32 or wider.
 
@@ -75,9 +93,7 @@ def stat_zeros(params: Any) -> Any:
     >>> numerics.stat_zeros({"w": jnp.ones(2, jnp.bfloat16)})["w"].dtype
     dtype('float32')
   """
-  return jax.tree.map(
-      lambda p: jnp.zeros(jnp.shape(p), jnp.promote_types(jnp.result_type(p), jnp.float32)),
-      params)
+  return jax.tree.map(lambda p: jnp.zeros(jnp.shape(p), stat_dtype(p)), params)
 
 
 def safe_div(num: Any, den: Any) -> jax.Array:

@@ -91,6 +91,7 @@ import optax
 
 from optkit.core import extra_args as extra_args_lib
 from optkit.core import hessian as hessian_lib
+from optkit.core import numerics
 from optkit.core import tree as tree_lib
 from optkit.core import validate
 
@@ -114,11 +115,6 @@ class ScaleByAdaHessianState(NamedTuple):
 
 # --------------------------------------------------------------------------
 # Private helpers.
-
-
-def _stat_dtype(x) -> Any:
-  """Accumulator dtype: float32, or float64 for float64 leaves."""
-  return jnp.promote_types(jnp.result_type(x), jnp.float32)
 
 
 def _init_key(seed) -> jax.Array:
@@ -326,7 +322,7 @@ def scale_by_adahessian(
   num_samples = int(num_samples)
 
   def init_fn(params):
-    zeros = lambda p: jnp.zeros(jnp.shape(p), _stat_dtype(p))
+    zeros = lambda p: jnp.zeros(jnp.shape(p), numerics.stat_dtype(p))
     return ScaleByAdaHessianState(
         count=jnp.zeros([], jnp.int32),
         mu=jax.tree.map(zeros, params),

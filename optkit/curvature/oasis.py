@@ -62,11 +62,11 @@ from typing import Any, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 
 from optkit.core import extra_args as extra_args_lib
 from optkit.core import hessian as hessian_lib
+from optkit.core import numerics
 from optkit.core import tree as tree_lib
 from optkit.core import validate
 
@@ -80,16 +80,6 @@ class ScaleByOasisState(NamedTuple):
   eta: jax.Array          # float32 (float64 for f64 params), shape (): eta_{k-1}
   theta: jax.Array        # same dtype, shape (): theta_{k-1} (unused while k <= 1)
   key: jax.Array          # uint32 key data; split every step
-
-
-def _stat_dtype(x) -> Any:
-  return jnp.promote_types(jnp.result_type(x), jnp.float32)
-
-
-def _scalar_dtype(params) -> Any:
-  """float32, or float64 when a leaf is float64."""
-  leaves = jax.tree.leaves(params)
-  return jnp.result_type(*[_stat_dtype(p) for p in leaves]) if leaves else jnp.float32
 
 
 def _scaled_norm(tree) -> jax.Array:
@@ -162,10 +152,10 @@ def scale_by_oasis(
   init_samples = int(init_samples)
 
   def init_fn(params):
-    cdtype = _scalar_dtype(params)
+    cdtype = numerics.stat_dtype(params)
     return ScaleByOasisState(
         count=jnp.zeros([], jnp.int32),
-        diag=jax.tree.map(lambda p: jnp.zeros(jnp.shape(p), _stat_dtype(p)), params),
+        diag=jax.tree.map(lambda p: jnp.zeros(jnp.shape(p), numerics.stat_dtype(p)), params),
         x_prev=jax.tree.map(lambda p: jnp.array(p, copy=True), params),
         eta=jnp.asarray(eta0, cdtype),
         theta=jnp.zeros([], cdtype),

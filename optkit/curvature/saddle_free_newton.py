@@ -47,12 +47,13 @@ from typing import Any, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 from jax.flatten_util import ravel_pytree
 
 from optkit.core import extra_args as extra_args_lib
 from optkit.core import hessian as hessian_lib
+from optkit.core import linalg
+from optkit.core import numerics
 from optkit.core import tree as tree_lib
 from optkit.core import validate
 
@@ -63,53 +64,6 @@ STARTS = ("gradient", "random")
 class ScaleBySaddleFreeNewtonState(NamedTuple):
   count: jax.Array   # int32, shape (): t
   key: jax.Array     # uint32 key data; split every step (used by start='random')
-
-
-def _work_dtype(tree) -> Any:
-  leaves = jax.tree.leaves(tree)
-  return (jnp.result_type(*[jnp.promote_types(jnp.result_type(x), jnp.float32)
-                            for x in leaves]) if leaves else jnp.float32)
-
-
-def _norm(v):
-  m = jnp.max(jnp.abs(v))
-  safe = jnp.where(m > 0, m, 1)
-  return jnp.where(m > 0, safe * jnp.sqrt(jnp.sum((v / safe) ** 2)), 0)
-
-
-def lanczos(matvec, start: jax.Array, k: int):
-  """k Lanczos steps with full re-orthogonalization.
-
-  Returns ``(V, T)``: V (k, n) with orthonormal rows (zero rows after a
-  breakdown) and the k x k tridiagonal T = V H V'.
-  """
-  n = start.shape[0]
-  dtype = start.dtype
-  tol = jnp.sqrt(jnp.finfo(dtype).eps)
-  s_norm = _norm(start)
-  v0 = jnp.where(s_norm > 0, start / jnp.where(s_norm > 0, s_norm, 1), 0)
-  vs = jnp.zeros((k, n), dtype).at[0].set(v0)
-
-  def body(j, carry):
-    vs, alphas, betas = carry
-    v = vs[j]
-    w = matvec(v)
-    w_norm = _norm(w)
-    alpha = jnp.dot(v, w)
-    for _ in range(2):  # full re-orthogonalization, twice
-      w = w - vs.T @ (vs @ w)
-    beta = _norm(w)
-    ok = beta > tol * w_norm
-    nxt = jnp.where(ok, w / jnp.where(ok, beta, 1), 0)
-    beta = jnp.where(ok, beta, 0)
-    vs = vs.at[j + 1].set(nxt, mode="drop")  # no row k: dropped at j = k - 1
-    return vs, alphas.at[j].set(alpha), betas.at[j].set(beta)
-
-  vs, alphas, betas = jax.lax.fori_loop(
-      0, k, body, (vs, jnp.zeros((k,), dtype), jnp.zeros((k,), dtype)))
-  off = betas[:-1]
-  t = jnp.diag(alphas) + jnp.diag(off, 1) + jnp.diag(off, -1)
-  return vs, t
 
 
 def scale_by_saddle_free_newton(
@@ -168,7 +122,7 @@ def scale_by_saddle_free_newton(
     new_key, start_key = jax.random.split(jax.random.wrap_key_data(state.key))
     new_state = ScaleBySaddleFreeNewtonState(
         count=optax.safe_increment(state.count), key=jax.random.key_data(new_key))
-    dtype = _work_dtype(params)
+    dtype = numerics.stat_dtype(params)
     x = jax.tree.map(lambda p: jnp.asarray(p, dtype), params)
     g, unravel = ravel_pytree(jax.tree.map(lambda u: jnp.asarray(u, dtype), updates))
     n = g.shape[0]
@@ -180,7 +134,8 @@ def scale_by_saddle_free_newton(
       return ravel_pytree(hessian_lib.hvp(value_fn, x, unravel(v)))[0].astype(dtype)
 
     v0 = g if start == "gradient" else jax.random.normal(start_key, (n,), dtype)
-    vs, t = lanczos(matvec, v0, k)
+    vs, alpha, beta, _ = linalg.lanczos(matvec, v0, k)
+    t = jnp.diag(alpha) + jnp.diag(beta, 1) + jnp.diag(beta, -1)
     lam, u = jnp.linalg.eigh(t)
     coef = u.T @ (vs @ g)
     den = jnp.abs(lam) + jnp.asarray(damping, dtype)

@@ -53,7 +53,6 @@ from typing import Any, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 
 from optkit.core import extra_args as extra_args_lib
@@ -71,10 +70,6 @@ class ScaleBySaniaState(NamedTuple):
   count: jax.Array      # int32, shape (): t - 1
   nu: optax.Updates     # sum g^2 | EMA g^2 | EMA z*Hz (zeros for identity); float32
   key: jax.Array        # uint32 key data; split every step (used by 'hutchinson')
-
-
-def _stat_dtype(x) -> Any:
-  return jnp.promote_types(jnp.result_type(x), jnp.float32)
 
 
 def polyak_step_size(c: jax.Array, constraint: str) -> jax.Array:
@@ -149,7 +144,7 @@ def scale_by_sania(
   def init_fn(params):
     return ScaleBySaniaState(
         count=jnp.zeros([], jnp.int32),
-        nu=jax.tree.map(lambda p: jnp.zeros(jnp.shape(p), _stat_dtype(p)), params),
+        nu=jax.tree.map(lambda p: jnp.zeros(jnp.shape(p), numerics.stat_dtype(p)), params),
         key=jax.random.key_data(jax.random.key(seed)))
 
   def update_fn(updates, state, params=None, **extra_args):

@@ -126,6 +126,7 @@ import numpy as np
 import optax
 
 from optkit.core import linalg
+from optkit.core import numerics
 from optkit.core import tree as tree_lib
 from optkit.core import validate
 
@@ -247,10 +248,6 @@ def _precondition_block(block, mats):
     # original axis order is back.
     block = jnp.tensordot(block, m, axes=([0], [0]), precision=_HIGHEST)
   return block
-
-
-def _work_dtype(x) -> Any:
-  return jnp.promote_types(jnp.result_type(x), jnp.float32)
 
 
 def _norm(x):
@@ -502,16 +499,16 @@ def scale_by_shampoo(
 
   def init_fn(params):
     def zeros(p):
-      return jnp.zeros(jnp.shape(p), _work_dtype(p))
+      return jnp.zeros(jnp.shape(p), numerics.stat_dtype(p))
 
     def stats(p):
       pl = plan_of(p)
-      dt = _work_dtype(p)
+      dt = numerics.stat_dtype(p)
       return tuple(matrix_eps * jnp.eye(d, dtype=dt) for b in pl.blocks for d in b)
 
     def precs(p):
       pl = plan_of(p)
-      dt = _work_dtype(p)
+      dt = numerics.stat_dtype(p)
       return tuple(jnp.eye(d, dtype=dt) for b in pl.blocks for d in b)
 
     return ScaleByShampooState(

@@ -112,6 +112,7 @@ import numpy as np
 import optax
 
 from optkit.core import extra_args as extra_args_lib
+from optkit.core import numerics
 from optkit.core import tree as tree_lib
 from optkit.core import validate
 from optkit.curvature.adahessian import hutchinson_diag_hessian
@@ -135,11 +136,6 @@ class ScaleBySophiaState(NamedTuple):
 
 # --------------------------------------------------------------------------
 # Private helpers.
-
-
-def _stat_dtype(x) -> Any:
-  """Accumulator dtype: float32, or float64 for float64 leaves."""
-  return jnp.promote_types(jnp.result_type(x), jnp.float32)
 
 
 def _check_int(algo: str, minimum: int, **kwargs):
@@ -271,8 +267,8 @@ def gnb_diag_hessian(
     new_key, label_key = jax.random.split(jax.random.wrap_key_data(state.key))
     g_hat = jax.grad(lambda p: value_fn(p, key=label_key))(params)
     est = jax.tree.map(
-        lambda g: jnp.asarray(batch_size, _stat_dtype(g)) * jnp.square(
-            g.astype(_stat_dtype(g))), g_hat)
+        lambda g: jnp.asarray(batch_size, numerics.stat_dtype(g)) * jnp.square(
+            g.astype(numerics.stat_dtype(g))), g_hat)
     return (optax.tree.cast_like(est, updates),
             GNBDiagHessianState(key=jax.random.key_data(new_key)))
 
@@ -363,8 +359,8 @@ def scale_by_sophia(
 
   def init_fn(params):
     mu = jax.tree.map(
-        lambda p: jnp.zeros(jnp.shape(p), mu_dtype or _stat_dtype(p)), params)
-    nu = jax.tree.map(lambda p: jnp.zeros(jnp.shape(p), _stat_dtype(p)), params)
+        lambda p: jnp.zeros(jnp.shape(p), mu_dtype or numerics.stat_dtype(p)), params)
+    nu = jax.tree.map(lambda p: jnp.zeros(jnp.shape(p), numerics.stat_dtype(p)), params)
     return ScaleBySophiaState(count=jnp.zeros([], jnp.int32), mu=mu, nu=nu,
                               hessian_fn_state=hess_fn.init(params))
 

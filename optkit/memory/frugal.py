@@ -90,6 +90,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from optkit.core import numerics
 from optkit.core import tree as _tree
 from optkit.core import validate
 
@@ -141,11 +142,6 @@ def _plan(shape, density: float, projection: str) -> _Plan:
   return _Plan(mode, m, n, r)
 
 
-def _stat_dtype(dtype):
-  """Statistics dtype: float32, or float64 for float64 leaves."""
-  return jnp.promote_types(dtype, jnp.float32)
-
-
 def _proj_init(plan: _Plan, dtype=jnp.float32):
   if plan.mode == "svd_left":
     return jnp.zeros((plan.m, plan.r), dtype)
@@ -186,7 +182,7 @@ def _refresh(plan: _Plan, g2, key):
 
 def _split(plan: _Plan, g, proj):
   """(reduced gradient R, residual G - P(G) in g's shape), statistics dtype."""
-  g = g.astype(_stat_dtype(g.dtype))
+  g = g.astype(numerics.stat_dtype(g.dtype))
   if plan.mode == "full":
     return g, jnp.zeros_like(g)
   if plan.mode == "none":
@@ -297,12 +293,12 @@ def scale_by_frugal(
     plans = plans_of(params)
     zeros = jax.tree.map(
         lambda pl, x: jnp.zeros(_reduced_shape(pl, jnp.shape(x)),
-                                _stat_dtype(jnp.result_type(x))), plans, params,
+                                numerics.stat_dtype(jnp.result_type(x))), plans, params,
         is_leaf=is_plan)
     return ScaleByFrugalState(
         count=jnp.zeros([], jnp.int32),
         key=jax.random.PRNGKey(seed),
-        proj=jax.tree.map(lambda pl, x: _proj_init(pl, _stat_dtype(jnp.result_type(x))),
+        proj=jax.tree.map(lambda pl, x: _proj_init(pl, numerics.stat_dtype(jnp.result_type(x))),
                           plans, params, is_leaf=is_plan),
         counts=jax.tree.map(lambda _: jnp.zeros([], jnp.int32), params),
         mu=zeros,
@@ -345,7 +341,7 @@ def scale_by_frugal(
 
     def new_proj():
       return [_refresh(pl, g.astype(p.dtype if pl.mode.startswith("svd") else
-                                    _stat_dtype(g.dtype)).reshape(pl.m, pl.n),
+                                    numerics.stat_dtype(g.dtype)).reshape(pl.m, pl.n),
                        jax.random.fold_in(sub, i)) if pj else p
               for i, (pl, g, p, pj) in enumerate(zip(plan_leaves, g_leaves, p_leaves,
                                                      projected))]

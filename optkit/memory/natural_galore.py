@@ -83,8 +83,8 @@ import jax.numpy as jnp
 import optax
 from optax import contrib
 
-from optkit.core import linalg, validate
-from optkit.memory.subset_norm import _check_structure, _placeholder, _stat_dtype, check_rank
+from optkit.core import linalg, numerics, validate
+from optkit.memory.subset_norm import _check_structure, _placeholder, check_rank
 
 _NAME = "natural_galore"
 
@@ -144,8 +144,8 @@ def _natural_step(history_size: int, damping, update_proj_gap):
   def init_fn(low_rank):
     def hist(x):
       if jnp.ndim(x) != 2 or history_size == 0:
-        return _placeholder(_stat_dtype(x))
-      return jnp.zeros((history_size, x.size), _stat_dtype(x))
+        return _placeholder(numerics.stat_dtype(x))
+      return jnp.zeros((history_size, x.size), numerics.stat_dtype(x))
     return NaturalStepState(jnp.zeros([], jnp.int32), jax.tree.map(hist, low_rank))
 
   def update_fn(updates, state, params=None):
@@ -280,7 +280,7 @@ def scale_by_natural_galore(
 
   def init_fn(params):
     check_rank(_NAME, params, rank)
-    p32 = jax.tree.map(lambda p: jnp.zeros(jnp.shape(p), _stat_dtype(p)), params)
+    p32 = jax.tree.map(lambda p: jnp.zeros(jnp.shape(p), numerics.stat_dtype(p)), params)
     return ScaleByNaturalGaLoreState(_swap_unprojected(inner.init(p32), params, True))
 
   def update_fn(updates, state, params=None, **extra_args):
@@ -298,7 +298,7 @@ def scale_by_natural_galore(
             f"at {jax.tree_util.keystr(path)} has shape {tuple(jnp.shape(s))}, expected "
             f"{tuple(w.shape)} for this gradient. Was the state initialized with other "
             "params?")
-    g32 = jax.tree.map(lambda g: g.astype(_stat_dtype(g)), updates)
+    g32 = jax.tree.map(lambda g: g.astype(numerics.stat_dtype(g)), updates)
     galore = _swap_unprojected(state.galore, updates, False)
     d, galore_state = inner.update(g32, galore, None)
     galore_state = _swap_unprojected(galore_state, updates, True)

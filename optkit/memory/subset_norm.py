@@ -96,11 +96,6 @@ PROJECTORS = ("svd", "random", "topk_norm")
 # ----------------------------------------------------------------------------
 
 
-def _stat_dtype(x):
-  """float64 for float64 leaves (tests under x64), float32 otherwise (bf16 too)."""
-  return jnp.float64 if jnp.result_type(x) == jnp.float64 else jnp.float32
-
-
 def _placeholder(dtype=jnp.float32):
   """A 1-element stand-in for an absent statistic (orbax cannot save zero-size arrays)."""
   return jnp.zeros((1,), dtype)
@@ -178,7 +173,7 @@ def _nu_shape(shape, subset_size):
 
 
 def _nu_zeros(p, subset_size):
-  return jnp.zeros(_nu_shape(jnp.shape(p), subset_size), _stat_dtype(p))
+  return jnp.zeros(_nu_shape(jnp.shape(p), subset_size), numerics.stat_dtype(p))
 
 
 def _subset_sum_sq(g, subset_size):
@@ -286,7 +281,7 @@ def scale_by_subset_norm(
     _check_structure(_SN, updates, state.nu, lambda sh: _nu_shape(sh, subset_size),
                      "second moment")
     t = optax.safe_increment(state.count)
-    sq = jax.tree.map(lambda g: _subset_sum_sq(g.astype(_stat_dtype(g)), subset_size), updates)
+    sq = jax.tree.map(lambda g: _subset_sum_sq(g.astype(numerics.stat_dtype(g)), subset_size), updates)
     nu = optax.tree.update_moment(sq, state.nu, b2, 1)
     if numerator is not None:
       num, num_state = numerator.update(updates, state.numerator, params, **extra_args)
@@ -428,10 +423,10 @@ def scale_by_subspace_momentum(
     check_rank(_SM, params, rank)
 
     def proj_zeros(p):
-      return jnp.zeros(_sm_shapes(jnp.shape(p), rank)[0], _stat_dtype(p))
+      return jnp.zeros(_sm_shapes(jnp.shape(p), rank)[0], numerics.stat_dtype(p))
 
     def mu_zeros(p):
-      return jnp.zeros(_sm_shapes(jnp.shape(p), rank)[1], _stat_dtype(p))
+      return jnp.zeros(_sm_shapes(jnp.shape(p), rank)[1], numerics.stat_dtype(p))
 
     return ScaleBySubspaceMomentumState(
         count=jnp.zeros([], jnp.int32),
@@ -452,7 +447,7 @@ def scale_by_subspace_momentum(
     bc1 = numerics.bias_correction(b1, t)
 
     def one(g, p_old, mu_old, k):
-      g32 = g.astype(_stat_dtype(g))
+      g32 = g.astype(numerics.stat_dtype(g))
       if g.ndim < 2:
         mu = b1 * mu_old + (1 - b1) * g32
         return mu / bc1, p_old, mu

@@ -61,6 +61,7 @@ import jax.numpy as jnp
 import optax
 from optax import contrib as optax_contrib
 
+from optkit.core import numerics
 from optkit.core import tree as tree_lib
 from optkit.core import validate
 
@@ -72,10 +73,6 @@ _NAME = "ademamix"
 ScaleByAdemamixState = optax_contrib.ScaleByAdemamixState
 
 simplified_ademamix = optax_contrib.simplified_ademamix
-
-
-def _stat_dtype(x) -> Any:
-  return jnp.promote_types(jnp.result_type(x), jnp.float32)
 
 
 def ademamix_alpha_schedule(alpha: float, t_alpha: float) -> Callable[[Any], jax.Array]:
@@ -199,7 +196,7 @@ def scale_by_ademamix(
                                           eps_root=eps_root)
 
   def init_fn(params):
-    stat = lambda p: jnp.zeros(jnp.shape(p), _stat_dtype(p))
+    stat = lambda p: jnp.zeros(jnp.shape(p), numerics.stat_dtype(p))
     return ScaleByAdemamixState(
         count=jnp.zeros([], jnp.int32),
         count_m2=jnp.zeros([], jnp.int32),

@@ -65,6 +65,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from optkit.core import numerics
 from optkit.core import tree as tree_lib
 from optkit.core import validate
 
@@ -167,18 +168,6 @@ def identity_compressor() -> Compressor:
   return Compressor("identity")
 
 
-def _stat_dtype(x):
-  return jnp.promote_types(jnp.result_type(x), jnp.float32)
-
-
-def _check_seed(seed: Any):
-  if isinstance(seed, jax.core.Tracer):
-    return
-  v = np.asarray(seed)
-  if isinstance(seed, bool) or v.size != 1 or v.dtype.kind not in "iu":
-    raise ValueError(f"{_NAME}: `seed` must be an integer, got {seed!r}.")
-
-
 def _check_common(compressor, axis_name, weights, seed):
   if compressor is not None and not isinstance(compressor, Compressor):
     raise ValueError(
@@ -194,7 +183,7 @@ def _check_common(compressor, axis_name, weights, seed):
     if abs(w.sum() - 1.0) > 1e-6:
       raise ValueError(f"{_NAME}: `weights` must sum to 1 (w_i = L_i / sum_j L_j), "
                        f"got sum {w.sum()}.")
-  _check_seed(seed)
+  validate.seed(_NAME, seed)
 
 
 def scale_by_ef21(compressor: Optional[Compressor] = None, axis_name: Optional[Any] = None,
@@ -242,11 +231,11 @@ def scale_by_ef21(compressor: Optional[Compressor] = None, axis_name: Optional[A
   w_all = None if weights is None else np.asarray(weights, np.float32)
 
   def init_fn(params):
-    g = jax.tree.map(lambda p: jnp.zeros(jnp.shape(p), _stat_dtype(p)), params)
+    g = jax.tree.map(lambda p: jnp.zeros(jnp.shape(p), numerics.stat_dtype(p)), params)
     if distributed:
-      g_local = jax.tree.map(lambda p: jnp.zeros(jnp.shape(p), _stat_dtype(p)), params)
+      g_local = jax.tree.map(lambda p: jnp.zeros(jnp.shape(p), numerics.stat_dtype(p)), params)
     else:
-      g_local = jax.tree.map(lambda p: jnp.zeros((), _stat_dtype(p)), params)
+      g_local = jax.tree.map(lambda p: jnp.zeros((), numerics.stat_dtype(p)), params)
     return ScaleByEF21State(jnp.zeros([], jnp.int32), g, g_local,
                             jax.random.key_data(jax.random.key(seed)))
 

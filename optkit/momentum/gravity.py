@@ -51,9 +51,9 @@ from typing import Any, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 
+from optkit.core import numerics
 from optkit.core import tree as tree_lib
 from optkit.core import validate
 
@@ -63,18 +63,6 @@ _NAME = "gravity"
 class ScaleByGravityState(NamedTuple):
   count: jax.Array    # int32, shape (): t - 1
   v: optax.Updates    # V_t, float32 (float64 for float64 params)
-
-
-def _stat_dtype(x):
-  return jnp.promote_types(jnp.result_type(x), jnp.float32)
-
-
-def _check_seed(seed: Any):
-  if isinstance(seed, jax.core.Tracer):
-    return
-  v = np.asarray(seed)
-  if isinstance(seed, bool) or v.size != 1 or v.dtype.kind not in "iu":
-    raise ValueError(f"{_NAME}: `seed` must be an integer, got {seed!r}.")
 
 
 def _beta_t(beta, t, dtype):
@@ -124,7 +112,7 @@ def scale_by_gravity(alpha=0.01, beta=0.9, learning_rate_for_init=0.1,
   """
   validate.closed_unit_interval(_NAME, alpha=alpha, beta=beta)
   validate.learning_rate(_NAME, learning_rate_for_init)
-  _check_seed(seed)
+  validate.seed(_NAME, seed)
 
   def init_fn(params):
     eta0 = (learning_rate_for_init(0) if callable(learning_rate_for_init)
@@ -133,7 +121,7 @@ def scale_by_gravity(alpha=0.01, beta=0.9, learning_rate_for_init=0.1,
     std = jnp.where(eta0 > 0, alpha / jnp.where(eta0 > 0, eta0, 1.0), 0.0)
     key = jax.random.key(seed)
     noise = tree_lib.random_like(key, params, "gaussian", dtype=jnp.float32)
-    v = jax.tree.map(lambda n, p: (std * n).astype(_stat_dtype(p)), noise, params)
+    v = jax.tree.map(lambda n, p: (std * n).astype(numerics.stat_dtype(p)), noise, params)
     return ScaleByGravityState(jnp.zeros([], jnp.int32), v)
 
   def update_fn(updates, state, params=None):

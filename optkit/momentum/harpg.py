@@ -63,14 +63,14 @@ UNSURE (catalog: schedule exponents and constants), decided:
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple, Optional
+from typing import NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 
 from optkit.core import extra_args as extra_args_lib
+from optkit.core import numerics
 from optkit.core import tree as tree_lib
 from optkit.core import validate
 
@@ -92,13 +92,9 @@ class NormalizedHARPGState(NamedTuple):
   key: jax.Array            # uint32 key data, shape (2,) (threefry)
 
 
-def _stat_dtype(x):
-  return jnp.promote_types(jnp.result_type(x), jnp.float32)
-
-
 def _stat_copy(params):
   # A copy (never an alias of params: users donate params and state).
-  return jax.tree.map(lambda p: jnp.array(p, dtype=_stat_dtype(p), copy=True), params)
+  return jax.tree.map(lambda p: jnp.array(p, dtype=numerics.stat_dtype(p), copy=True), params)
 
 
 def _value_at(sched, count):
@@ -279,14 +275,6 @@ def normalized_igt(learning_rate: optax.ScalarOrSchedule,
   return scale_by_normalized_igt(learning_rate, eta)
 
 
-def _check_seed(algo, seed: Any):
-  if isinstance(seed, jax.core.Tracer):
-    return
-  v = np.asarray(seed)
-  if isinstance(seed, bool) or v.size != 1 or v.dtype.kind not in "iu":
-    raise ValueError(f"{algo}: `seed` must be an integer, got {seed!r}.")
-
-
 def normalized_harpg(learning_rate: optax.ScalarOrSchedule,
                      eta: Optional[optax.ScalarOrSchedule] = None,
                      seed: int = 0) -> optax.GradientTransformationExtraArgs:
@@ -330,7 +318,7 @@ def normalized_harpg(learning_rate: optax.ScalarOrSchedule,
   """
   validate.learning_rate(_HARPG_NAME, learning_rate)
   _check_eta(_HARPG_NAME, eta)
-  _check_seed(_HARPG_NAME, seed)
+  validate.seed(_HARPG_NAME, seed)
 
   def init_fn(params):
     theta = _stat_copy(params)

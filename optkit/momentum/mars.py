@@ -88,6 +88,7 @@ import optax
 
 from optkit.core import extra_args as extra_args_lib
 from optkit.core import linalg
+from optkit.core import numerics
 from optkit.core import tree as tree_lib
 from optkit.core import validate
 
@@ -117,12 +118,8 @@ class ScaleByMarsState(NamedTuple):
 # Private helpers.
 
 
-def _stat_dtype(x) -> Any:
-  return jnp.promote_types(jnp.result_type(x), jnp.float32)
-
-
 def _stat_zeros(params):
-  return jax.tree.map(lambda p: jnp.zeros(jnp.shape(p), _stat_dtype(p)), params)
+  return jax.tree.map(lambda p: jnp.zeros(jnp.shape(p), numerics.stat_dtype(p)), params)
 
 
 def _prev_params_init(params, exact: bool):
@@ -130,7 +127,7 @@ def _prev_params_init(params, exact: bool):
     # A copy: the state must not alias params, or donating both (as users do
     # with jax.jit(step, donate_argnums=...)) donates one buffer twice.
     return jax.tree.map(lambda p: jnp.array(p, copy=True), params)
-  return jax.tree.map(lambda p: jnp.zeros((), _stat_dtype(p)), params)
+  return jax.tree.map(lambda p: jnp.zeros((), numerics.stat_dtype(p)), params)
 
 
 def _previous_gradient(algo, state, updates, params, extra, exact: bool):
@@ -176,7 +173,7 @@ def _shampoo_direction(m, b1, ns_steps):
   mat = (m / (1 - b1)).reshape(rows, -1)
   cols = mat.shape[1]
   factor = max(1.0, rows / cols) ** 0.5
-  ortho = linalg.newton_schulz(mat.astype(_stat_dtype(mat)), steps=ns_steps, eps=_NS_EPS)
+  ortho = linalg.newton_schulz(mat.astype(numerics.stat_dtype(mat)), steps=ns_steps, eps=_NS_EPS)
   return (ortho * factor).reshape(m.shape)
 
 

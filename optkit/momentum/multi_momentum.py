@@ -46,6 +46,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from optkit.core import numerics
 from optkit.core import tree as tree_lib
 from optkit.core import validate
 
@@ -55,10 +56,6 @@ _NAME = "multi_momentum"
 class MultiMomentumState(NamedTuple):
   count: jax.Array     # int32, shape (): number of updates
   m: optax.Updates     # m_k, leaves of shape (K, *param.shape); float32
-
-
-def _stat_dtype(x):
-  return jnp.promote_types(jnp.result_type(x), jnp.float32)
 
 
 def multi_momentum(num_clusters: int, beta=0.9) -> optax.GradientTransformation:
@@ -103,7 +100,7 @@ def multi_momentum(num_clusters: int, beta=0.9) -> optax.GradientTransformation:
   def init_fn(params):
     return MultiMomentumState(
         count=jnp.zeros([], jnp.int32),
-        m=jax.tree.map(lambda p: jnp.zeros((k_num,) + jnp.shape(p), _stat_dtype(p)),
+        m=jax.tree.map(lambda p: jnp.zeros((k_num,) + jnp.shape(p), numerics.stat_dtype(p)),
                        params))
 
   def update_fn(updates, state, params=None):

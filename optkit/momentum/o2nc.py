@@ -64,6 +64,7 @@ import jax.numpy as jnp
 import optax
 
 from optkit.core import extra_args as extra_args_lib
+from optkit.core import numerics
 from optkit.core import tree as tree_lib
 from optkit.core import validate
 
@@ -81,10 +82,6 @@ class ScaleByO2ncState(NamedTuple):
   delta: optax.Updates      # Delta_n; float32
   period_sum: Any           # sum of w over the current period, or None
   period_mean: Any          # mean of w over the last completed period, or None
-
-
-def _stat_dtype(x) -> Any:
-  return jnp.promote_types(jnp.result_type(x), jnp.float32)
 
 
 def _uniform(key):
@@ -150,8 +147,8 @@ def scale_by_o2nc(
   draw = _uniform if sample_fn is None else sample_fn
 
   def init_fn(params):
-    f32 = lambda p: jnp.array(p, dtype=_stat_dtype(p), copy=True)
-    zeros = lambda p: jnp.zeros(jnp.shape(p), _stat_dtype(p))
+    f32 = lambda p: jnp.array(p, dtype=numerics.stat_dtype(p), copy=True)
+    zeros = lambda p: jnp.zeros(jnp.shape(p), numerics.stat_dtype(p))
     averaging = period is not None
     return ScaleByO2ncState(
         count=jnp.zeros([], jnp.int32),

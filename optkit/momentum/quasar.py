@@ -61,6 +61,7 @@ import jax.numpy as jnp
 import optax
 
 from optkit.core import extra_args as extra_args_lib
+from optkit.core import numerics
 from optkit.core import tree as tree_lib
 from optkit.core import validate
 
@@ -83,12 +84,8 @@ class QasvrgState(NamedTuple):
   full_grad: optax.Updates  # mu = grad F(omega); float32
 
 
-def _stat_dtype(x) -> Any:
-  return jnp.promote_types(jnp.result_type(x), jnp.float32)
-
-
 def _copy32(params):
-  return jax.tree.map(lambda p: jnp.array(p, dtype=_stat_dtype(p), copy=True), params)
+  return jax.tree.map(lambda p: jnp.array(p, dtype=numerics.stat_dtype(p), copy=True), params)
 
 
 def coupling_weight(k) -> jax.Array:
@@ -272,7 +269,7 @@ def qasvrg(
   m = int(epoch_length)
 
   def init_fn(params):
-    zeros = lambda p: jnp.zeros(jnp.shape(p), _stat_dtype(p))
+    zeros = lambda p: jnp.zeros(jnp.shape(p), numerics.stat_dtype(p))
     return QasvrgState(count=jnp.zeros([], jnp.int32), y=_copy32(params),
                        z=_copy32(params), snapshot=_copy32(params),
                        full_grad=jax.tree.map(zeros, params))

@@ -56,6 +56,7 @@ import jax.numpy as jnp
 import optax
 
 from optkit.core import extra_args as extra_args_lib
+from optkit.core import numerics
 from optkit.core import tree as tree_lib
 from optkit.core import validate
 
@@ -66,10 +67,6 @@ class XGradState(NamedTuple):
   count: jax.Array          # int32, shape (): t
   theta: optax.Params       # true weights theta_t; float32 (float64 for f64 params)
   inner_state: Any          # state of the inner direction
-
-
-def _stat_dtype(x) -> Any:
-  return jnp.promote_types(jnp.result_type(x), jnp.float32)
 
 
 def xgrad(
@@ -122,7 +119,7 @@ def xgrad(
     return learning_rate(count) if callable(learning_rate) else learning_rate
 
   def init_fn(params):
-    theta = jax.tree.map(lambda p: jnp.array(p, dtype=_stat_dtype(p), copy=True), params)
+    theta = jax.tree.map(lambda p: jnp.array(p, dtype=numerics.stat_dtype(p), copy=True), params)
     return XGradState(count=jnp.zeros([], jnp.int32), theta=theta,
                       inner_state=inner_tx.init(params))
 

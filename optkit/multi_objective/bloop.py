@@ -58,6 +58,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from optkit.core import numerics
 from optkit.core import tree as tree_lib
 from optkit.core import validate
 
@@ -78,10 +79,6 @@ class PCGradEMAState(NamedTuple):
   aux_ema: optax.Updates    # EMA of the auxiliary gradient; params' shapes, float32
 
 
-def _stat_dtype(x):
-  return jnp.promote_types(jnp.float32, jnp.result_type(x))
-
-
 def _split_rows(name: str, updates: Any, params: Any, ema_tree: Any):
   """(g_main, g_aux) from a tree whose leaves have a leading axis of size 2."""
   tree_lib.check_floating_tree(name, updates)
@@ -99,7 +96,7 @@ def _split_rows(name: str, updates: Any, params: Any, ema_tree: Any):
 
 
 def _vdot(a: Any, b: Any) -> jax.Array:
-  parts = [jnp.vdot(x.astype(_stat_dtype(x)), y.astype(_stat_dtype(x)), precision=_HIGHEST)
+  parts = [jnp.vdot(x.astype(numerics.stat_dtype(x)), y.astype(numerics.stat_dtype(x)), precision=_HIGHEST)
            for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b))]
   return sum(parts[1:], parts[0])
 
@@ -133,7 +130,7 @@ def _surgery(name: str, lbda, ema, init, rescale, eps, barrier: bool):
   _validate(name, lbda, ema, eps, init)
 
   def init_fn(params):
-    zeros = jax.tree.map(lambda p: jnp.zeros(jnp.shape(p), _stat_dtype(p)), params)
+    zeros = jax.tree.map(lambda p: jnp.zeros(jnp.shape(p), numerics.stat_dtype(p)), params)
     return BloopState(jnp.zeros([], jnp.int32), zeros)
 
   def update_fn(updates, state, params=None, **extra_args):
@@ -263,7 +260,7 @@ def pcgrad_ema(lbda: Any = 0.1, ema: Any = 0.1, *, init: str = "grad",
   _validate(name, lbda, ema, eps, init)
 
   def init_fn(params):
-    zeros = lambda: jax.tree.map(lambda p: jnp.zeros(jnp.shape(p), _stat_dtype(p)), params)
+    zeros = lambda: jax.tree.map(lambda p: jnp.zeros(jnp.shape(p), numerics.stat_dtype(p)), params)
     return PCGradEMAState(jnp.zeros([], jnp.int32), zeros(), zeros())
 
   def update_fn(updates, state, params=None, **extra_args):

@@ -111,6 +111,7 @@ import numpy as np
 import optax
 
 from optkit.core import linalg
+from optkit.core import numerics
 from optkit.core import tree as _tree
 from optkit.core import validate
 from optkit.orthogonal.steepest_descent import _with_lr
@@ -192,12 +193,6 @@ class ScaleByAsgoState(NamedTuple):
   precond: optax.Updates  # cached P = (V + damping I)^(-1/2): (k, k) or (r,); as nu
 
 
-def _stat_dtype(x):
-  return jnp.promote_types(jnp.result_type(x), jnp.float32)
-
-
-
-
 class _View(NamedTuple):
   """How one leaf is seen as a matrix (static)."""
   dims: Any       # (row_axes, col_axes) or None
@@ -266,9 +261,9 @@ def _asgo(algo: str, b1, b2, damping, precondition_every, matrix_steps, *, inver
   def init_fn(params):
     leaves, treedef = jax.tree.flatten(params)
     vs = views(params)
-    nu = [jnp.zeros(stat_shape(vw), _stat_dtype(p)) for p, vw in zip(leaves, vs)]
+    nu = [jnp.zeros(stat_shape(vw), numerics.stat_dtype(p)) for p, vw in zip(leaves, vs)]
     # P of a zero statistic is never used: step 0 always refreshes it.
-    precond = [jnp.zeros(stat_shape(vw), _stat_dtype(p)) for p, vw in zip(leaves, vs)]
+    precond = [jnp.zeros(stat_shape(vw), numerics.stat_dtype(p)) for p, vw in zip(leaves, vs)]
     return ScaleByAsgoState(
         count=jnp.zeros([], jnp.int32),
         mu=optax.tree.zeros_like(params, dtype=mu_dtype),
@@ -286,7 +281,7 @@ def _asgo(algo: str, b1, b2, damping, precondition_every, matrix_steps, *, inver
 
     new_mu, new_nu = [], []
     for g, m, v, vw in zip(g_leaves, mu_leaves, nu_leaves, vs):
-      wd = _stat_dtype(g)
+      wd = numerics.stat_dtype(g)
       g32 = g.astype(wd)
       m_new = b1 * m.astype(wd) + (1 - b1) * g32                     # M_t
       gm, _ = _to_matrix(g32, vw)
@@ -385,7 +380,6 @@ def scale_by_asgo(b1: float = 0.9,
   return _asgo("dasgo" if diagonal is True else "asgo", b1, b2, damping,
                precondition_every, matrix_steps, inverse=inverse, diagonal=diagonal,
                rms_scale=rms_scale, dimension_numbers=dimension_numbers, mu_dtype=mu_dtype)
-
 
 
 def asgo(learning_rate: optax.ScalarOrSchedule,

@@ -74,6 +74,7 @@ import jax.numpy as jnp
 import optax
 
 from optkit.core import extra_args as extra_args_lib
+from optkit.core import numerics
 from optkit.core import tree as tree_lib
 from optkit.core import validate
 
@@ -86,11 +87,6 @@ def _f32_copy(tree):
   # A float32 (or wider) copy, never an alias of params: users donate params and state.
   return jax.tree.map(lambda x: jnp.array(
       x, dtype=jnp.promote_types(jnp.result_type(x), jnp.float32), copy=True), tree)
-
-
-def _stat_dtype(tree):
-  # float32, or float64 when the params are (statistics never below float32).
-  return jnp.result_type(jnp.float32, *[jnp.result_type(x) for x in jax.tree.leaves(tree)])
 
 
 def _copy(tree):
@@ -124,7 +120,7 @@ def _dog_direction(name, reps_rel, eps, init_eta, layerwise):
     return sum(jax.tree.leaves(tree), jnp.zeros([], dt))
 
   def init_fn(params):
-    dt = _stat_dtype(params)
+    dt = numerics.stat_dtype(params)
     sq = jax.tree.map(lambda x: jnp.sum(jnp.square(jnp.asarray(x).astype(dt))), params)
     norm_x0 = jax.tree.map(jnp.sqrt, reduce(sq, dt))
     if init_eta is None:  # 'heuristic' r_eps = reps_rel (1 + ||x_0||)

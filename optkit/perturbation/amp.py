@@ -58,6 +58,7 @@ import jax.numpy as jnp
 import optax
 
 from optkit.core import extra_args as _extra
+from optkit.core import numerics
 from optkit.core import tree as _tree
 from optkit.core import validate
 
@@ -71,11 +72,6 @@ _PROJECTION_EPS = 1e-12
 class AdversarialModelPerturbationState(NamedTuple):
   """State of :func:`adversarial_model_perturbation`: only the inner state."""
   inner_state: optax.OptState  # state of the base optimizer, unchanged shape
-
-
-def _stat_dtype(x) -> jnp.dtype:
-  """float32, or float64 where the leaf already is (x64 tests)."""
-  return jnp.promote_types(jnp.result_type(x), jnp.float32)
 
 
 def _project(delta: Any, epsilon, norm: str) -> Any:
@@ -155,7 +151,7 @@ def amp_perturbation(updates: optax.Updates, params: optax.Params,
     delta = _project(delta, epsilon, norm)  # onto the epsilon-ball
     return delta, perturbed_grad(delta)  # g_k = grad L(theta + delta_k)
 
-  delta = jax.tree.map(lambda p: jnp.zeros(jnp.shape(p), _stat_dtype(p)),
+  delta = jax.tree.map(lambda p: jnp.zeros(jnp.shape(p), numerics.stat_dtype(p)),
                        params)
   g = updates
   if inner_iters == 1:

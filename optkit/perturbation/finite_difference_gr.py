@@ -54,6 +54,7 @@ import jax.numpy as jnp
 import optax
 
 from optkit.core import extra_args as _extra
+from optkit.core import numerics
 from optkit.core import tree as _tree
 from optkit.core import validate
 
@@ -65,11 +66,6 @@ _NORM_FLOOR = 1e-30
 
 class FDGradientRegularizationState(NamedTuple):
   """State of :func:`fd_gradient_regularization`: stateless (no fields)."""
-
-
-def _stat_dtype(x) -> jnp.dtype:
-  """float32, or float64 where the leaf already is (x64 tests)."""
-  return jnp.promote_types(jnp.result_type(x), jnp.float32)
 
 
 def fd_regularized_gradient(updates: optax.Updates, params: optax.Params,
@@ -102,7 +98,7 @@ def fd_regularized_gradient(updates: optax.Updates, params: optax.Params,
     Array([1.1, 3.9], dtype=float32)
   """
   sign = 1.0 if mode == "forward" else -1.0
-  g32 = jax.tree.map(lambda g, p: g.astype(_stat_dtype(p)), updates, params)
+  g32 = jax.tree.map(lambda g, p: g.astype(numerics.stat_dtype(p)), updates, params)
   if normalize:
     gnorm = optax.tree.norm(g32)
     inv = 1.0 / jnp.maximum(gnorm, _NORM_FLOOR)

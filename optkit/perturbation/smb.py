@@ -67,6 +67,7 @@ import jax.numpy as jnp
 import optax
 
 from optkit.core import extra_args as _extra
+from optkit.core import numerics
 from optkit.core import tree as _tree
 from optkit.core import validate
 
@@ -83,10 +84,6 @@ class ScaleBySMBState(NamedTuple):
   window_steps: jax.Array  # int32, shape (): steps in the current window
   window_model_steps: jax.Array  # int32, shape (): model steps in the window
   model_step: jax.Array  # int32, shape (): 1 if the last step was a model step
-
-
-def _stat_dtype(x) -> jnp.dtype:
-  return jnp.promote_types(jnp.result_type(x), jnp.float32)
 
 
 def _model_step(s, g, g_t, eta):
@@ -189,7 +186,7 @@ def scale_by_smb(
     value = extra_args.get("value")
     f_x = jnp.asarray(value_fn(params) if value is None else value)
 
-    g = jax.tree.map(lambda u, p: u.astype(_stat_dtype(p)), updates, params)
+    g = jax.tree.map(lambda u, p: u.astype(numerics.stat_dtype(p)), updates, params)
     gnorm = optax.tree.norm(g)
     s = jax.tree.map(lambda gi: -lr.astype(gi.dtype) * gi, g)  # s = -lr g
     x_t = jax.tree.map(lambda p, si: (p.astype(si.dtype) + si).astype(

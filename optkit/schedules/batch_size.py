@@ -61,7 +61,7 @@ UNSURE, decided:
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple, Optional
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -71,6 +71,7 @@ from jax.flatten_util import ravel_pytree
 
 from optkit.core import extra_args as extra_lib
 from optkit.core import hessian
+from optkit.core import linalg
 from optkit.core import tree as tree_lib
 from optkit.core import validate
 
@@ -116,50 +117,13 @@ def scale_lr_by_batch_size(base_lr, base_batch_size, batch_size, rule: str = "li
   return base_lr * (ratio if rule == "linear" else jnp.sqrt(ratio))
 
 
-def lanczos_tridiagonal(matvec, v0: jax.Array, num_steps: int):
-  """m-step Lanczos with full re-orthogonalization (float32 or wider).
+def _extremal_ritz(alpha, beta, num_valid):
+  """Largest and smallest Ritz values of the Lanczos tridiagonal.
 
-  Args:
-    matvec: ``v -> A v`` for a symmetric A (flat vectors).
-    v0: start vector (non-zero).
-    num_steps: m, a static Python int >= 1.
-
-  Returns:
-    (alpha, beta): the diagonal (m,) and off-diagonal (m - 1,) of the
-    tridiagonal matrix T_m = Q^T A Q; after a breakdown the remaining
-    diagonal entries repeat alpha_0 and the couplings are 0.
+  Rows after a breakdown repeat alpha_0 (a Rayleigh quotient, so it lies
+  between the genuine extremal Ritz values) instead of adding a spurious 0.
   """
-  m = int(num_steps)
-  dtype = jnp.promote_types(v0.dtype, jnp.float32)
-  v0 = v0.astype(dtype)
-  n = v0.shape[0]
-  nrm = jnp.linalg.norm(v0)
-  q0 = jnp.where(nrm > 0, v0 / jnp.where(nrm > 0, nrm, 1.0), 0.0)
-  basis = jnp.zeros((m + 1, n), dtype).at[0].set(q0)
-
-  def body(j, carry):
-    basis, alpha, beta, valid = carry
-    q = basis[j]
-    w = matvec(q).astype(dtype)
-    a = jnp.vdot(q, w)
-    scale = jnp.linalg.norm(w)
-    for _ in range(2):                               # full re-orthogonalization, twice
-      w = w - basis.T @ (basis @ w)
-    b = jnp.linalg.norm(w)
-    ok = valid & (b > 1e-5 * scale) & (b > 0)
-    q_next = jnp.where(ok, w / jnp.where(ok, b, 1.0), 0.0)
-    alpha = alpha.at[j].set(jnp.where(valid, a, alpha[0]))
-    beta = beta.at[j].set(jnp.where(ok, b, 0.0))
-    basis = basis.at[j + 1].set(q_next)
-    return basis, alpha, beta, ok
-
-  init = (basis, jnp.zeros((m,), dtype), jnp.zeros((m,), dtype), nrm > 0)
-  # alpha[0] must exist before later steps copy it: step 0 always runs first.
-  _, alpha, beta, _ = jax.lax.fori_loop(0, m, body, init)
-  return alpha, beta[:-1]
-
-
-def _extremal_ritz(alpha, beta):
+  alpha = jnp.where(jnp.arange(alpha.shape[0]) < num_valid, alpha, alpha[0])
   t = jnp.diag(alpha) + jnp.diag(beta, 1) + jnp.diag(beta, -1)
   eig = jnp.linalg.eigvalsh(t)
   return eig[-1], eig[0]
@@ -238,8 +202,8 @@ def lanczos_lr_momentum(num_lanczos_steps: int = 20, every: int = 1000, seed: in
       hv = hessian.hvp(value_fn, params, vt)
       return ravel_pytree(jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), hv))[0]
 
-    alpha, beta = lanczos_tridiagonal(matvec, v0, m)
-    lmax, lmin = _extremal_ritz(alpha, beta)
+    _, alpha, beta, num_valid = linalg.lanczos(matvec, v0, m, breakdown_tol=1e-5)
+    lmax, lmin = _extremal_ritz(alpha, beta, num_valid)
     good = jnp.isfinite(lmax) & (lmax > jnp.finfo(jnp.float32).tiny)
     safe_lmax = jnp.where(good, lmax, 1.0)
     rho = jnp.clip(jnp.where(good, lmin, 0.0) / safe_lmax, 0.0, 1.0)  # 1 / kappa

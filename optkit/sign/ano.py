@@ -74,10 +74,6 @@ class ScaleByAnoState(NamedTuple):
   nu: optax.Updates   # v_t, params-shaped signed second moment; float32 (or wider)
 
 
-def _work_dtype(x):
-  return jnp.promote_types(jnp.result_type(x), jnp.float32)
-
-
 def _check_flags(name, **flags):
   for arg, value in flags.items():
     if not isinstance(value, (bool, np.bool_)):
@@ -136,9 +132,9 @@ def _scale_by_ano(_name, b1, b2, eps, logarithmic_schedule, eps_inside_sqrt,
 
   def init_fn(params):
     mu = jax.tree.map(
-        lambda p: jnp.zeros(jnp.shape(p), mu_dtype if mu_dtype is not None else _work_dtype(p)),
+        lambda p: jnp.zeros(jnp.shape(p), mu_dtype if mu_dtype is not None else numerics.stat_dtype(p)),
         params)
-    nu = jax.tree.map(lambda p: jnp.zeros(jnp.shape(p), _work_dtype(p)), params)
+    nu = jax.tree.map(lambda p: jnp.zeros(jnp.shape(p), numerics.stat_dtype(p)), params)
     return ScaleByAnoState(count=jnp.zeros([], jnp.int32), mu=mu, nu=nu)
 
   def update_fn(updates, state, params=None):
