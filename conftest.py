@@ -5,6 +5,8 @@ import shutil
 import sys
 import tempfile
 
+import pytest
+
 _CACHE_ENV = "JAX_COMPILATION_CACHE_DIR"
 _OWN_CACHE = []
 
@@ -39,10 +41,21 @@ def pytest_configure(config):
   # Tests that share one expensive module fixture (a subprocess run over every
   # record) are marked ``xdist_group``; with pytest-xdist's default ``load``
   # distribution each worker would rebuild the fixture. ``loadgroup`` keeps a
-  # group on one worker and distributes everything else as ``load`` does.
+  # group on one worker and distributes everything else as ``load`` does. The
+  # controller schedules by group; each worker must also know it runs under
+  # ``loadgroup`` to tag its tests with their group (pytest_configure_node
+  # passes that on: a worker re-parses the command line, which says ``load``).
   if getattr(config.option, "dist", None) == "load":
     config.option.dist = "loadgroup"
+  if getattr(config, "workerinput", {}).get("optkit_loadgroup"):
+    config.option.loadgroup = True
   _use_compilation_cache()
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node):
+  if node.config.getvalue("dist") == "loadgroup":
+    node.workerinput["optkit_loadgroup"] = True
 
 
 def pytest_unconfigure(config):

@@ -62,6 +62,13 @@ def report64():
   return _run_worker(VALUE_DIFFERENCES, x64=True)
 
 
+def test_the_group_stays_on_one_worker(request):
+  """Under pytest-xdist, ``loadgroup`` must tag this module's tests (else every
+  worker re-runs the sharding subprocesses; see the pytest pin in pyproject)."""
+  assert ("PYTEST_XDIST_WORKER" not in os.environ
+          or request.node.nodeid.endswith("@sharding")), request.node.nodeid
+
+
 def test_value_difference_records_are_found():
   assert {"deepzero", "gfm_plus", "zo_random_gradient",
           "zo_coordinate_gradient"} <= set(VALUE_DIFFERENCES)
