@@ -134,18 +134,7 @@ def _check_rows(name: str, updates: Any, params: Any) -> int:
   tree_lib.check_floating_tree(name, updates)
   b = tree_lib.leading_axis_size(name, updates)
   if params is not None:
-    s_u, s_p = jax.tree.structure(updates), jax.tree.structure(params)
-    if s_u != s_p:
-      raise ValueError(
-          f"{name}: the per-example gradient tree does not match the params: got "
-          f"structure {s_u}, expected {s_p}.")
-    for (path, u), p in zip(jax.tree_util.tree_leaves_with_path(updates),
-                            jax.tree.leaves(params)):
-      if jnp.shape(u) != (b,) + tuple(jnp.shape(p)):
-        raise ValueError(
-            f"{name}: the per-example gradient leaf at {jax.tree_util.keystr(path)} "
-            f"has shape {jnp.shape(u)}; expected (B,) + params shape = "
-            f"{(b,) + tuple(jnp.shape(p))}.")
+    tree_lib.check_rows_match(name, updates, params, b, what="per-example gradient")
   return b
 
 

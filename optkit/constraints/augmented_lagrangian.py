@@ -56,8 +56,9 @@ import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 import optax
 
+from optkit.core import numerics
 from optkit.core import validate
-from optkit.perturbation.target_surrogates import StepFunction, require_callable, stat_dtype
+from optkit.perturbation.target_surrogates import StepFunction, require_callable
 
 _NAME = "sketched_newton_augmented_lagrangian"
 
@@ -196,7 +197,7 @@ def sketched_newton_augmented_lagrangian(
   validate.integer_at_least(_NAME, 0, max_mu_updates=max_mu_updates, seed=seed)
 
   def init(params, lam=None):
-    dtype = stat_dtype(params)
+    dtype = numerics.stat_dtype(params)
     m = jnp.shape(c(params))[0]
     lam = jnp.zeros((m,), dtype) if lam is None else jnp.asarray(lam, dtype)
     return SketchedNewtonALState(
@@ -206,7 +207,7 @@ def sketched_newton_augmented_lagrangian(
         step_size=jnp.zeros((), dtype))
 
   def step(params, state):
-    dtype = stat_dtype(params)
+    dtype = numerics.stat_dtype(params)
     flat, unravel = ravel_pytree(params)
     flat = flat.astype(dtype)
     n = flat.shape[0]

@@ -63,8 +63,9 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from optkit.core import numerics
 from optkit.core import validate
-from optkit.perturbation.target_surrogates import StepFunction, require_callable, stat_dtype
+from optkit.perturbation.target_surrogates import StepFunction, require_callable
 
 _NAME = "lv_hba"
 
@@ -165,7 +166,7 @@ def lv_hba(
   def init(params):
     x, y = params
     g0 = jnp.atleast_1d(jnp.asarray(lower_constraint_fn(x, y)))
-    dtype = stat_dtype(params)
+    dtype = numerics.stat_dtype(params)
     zeros = jnp.zeros(g0.shape, dtype)
     return LVHBAState(count=jnp.zeros((), jnp.int32), theta=jax.tree.map(jnp.asarray, y),
                       lam=zeros, z=zeros)

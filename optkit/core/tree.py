@@ -88,6 +88,33 @@ def leading_axis_size(algo: str, tree: Any) -> int:
   return sizes.pop()
 
 
+def check_rows_match(algo: str, rows: Any, params: Any, num_rows: int,
+                     what: str = "Jacobian") -> None:
+  """Every leaf of ``rows`` is (num_rows,) + the matching params leaf's shape.
+
+  For inputs with one row per objective or per example (aggregators,
+  per-example reductions); ``what`` names the input in the message.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> from optkit.core import tree
+    >>> tree.check_rows_match("upgrad", {"w": jnp.ones((2, 3))}, {"w": jnp.ones(3)}, 2)
+    >>> tree.check_rows_match("upgrad", {"w": jnp.ones((2, 4))}, {"w": jnp.ones(3)}, 2)
+    Traceback (most recent call last):
+    ...
+    ValueError: upgrad: the Jacobian leaf at ['w'] has shape (2, 4); expected (rows,) + params shape = (2, 3).
+  """
+  s_r, s_p = jax.tree.structure(rows), jax.tree.structure(params)
+  if s_r != s_p:
+    raise ValueError(f"{algo}: the {what} tree does not match the params: got structure "
+                     f"{s_r}, expected {s_p}.")
+  for (path, r), p in zip(jax.tree_util.tree_leaves_with_path(rows), jax.tree.leaves(params)):
+    want = (num_rows,) + tuple(jnp.shape(p))
+    if tuple(jnp.shape(r)) != want:
+      raise ValueError(f"{algo}: the {what} leaf at {jax.tree_util.keystr(path)} has shape "
+                       f"{tuple(jnp.shape(r))}; expected (rows,) + params shape = {want}.")
+
+
 def flatten_rows(tree: Any) -> jax.Array:
   """Stacks a tree whose leaves have a leading axis m into an (m, n) matrix."""
   leaves = jax.tree.leaves(tree)

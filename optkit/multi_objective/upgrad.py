@@ -262,20 +262,6 @@ def _pref_array(pref_vector) -> Any:
   return pref
 
 
-def _check_against_params(updates: Any, params: Any, m: int) -> None:
-  s_u, s_p = jax.tree.structure(updates), jax.tree.structure(params)
-  if s_u != s_p:
-    raise ValueError(
-        f"{_NAME}: the Jacobian tree does not match the params: got structure {s_u}, "
-        f"expected {s_p}.")
-  for (path, u), p in zip(jax.tree_util.tree_leaves_with_path(updates),
-                          jax.tree.leaves(params)):
-    if jnp.shape(u) != (m,) + tuple(jnp.shape(p)):
-      raise ValueError(
-          f"{_NAME}: the Jacobian leaf at {jax.tree_util.keystr(path)} has shape "
-          f"{jnp.shape(u)}; expected (m,) + params shape = {(m,) + jnp.shape(p)}.")
-
-
 def upgrad(pref_vector=None, norm_eps: Any = 1e-4, reg_eps: Any = 1e-4, *,
            solver: str = "active_set",
            max_iters: int = 100) -> optax.GradientTransformationExtraArgs:
@@ -330,7 +316,7 @@ def upgrad(pref_vector=None, norm_eps: Any = 1e-4, reg_eps: Any = 1e-4, *,
     tree_lib.check_floating_tree(_NAME, updates)
     m = tree_lib.leading_axis_size(_NAME, updates)
     if params is not None:
-      _check_against_params(updates, params, m)
+      tree_lib.check_rows_match(_NAME, updates, params, m)
     if pref is not None and pref.shape[0] != m:
       raise ValueError(
           f"{_NAME}: `pref_vector` has length {pref.shape[0]}, but the Jacobian has "

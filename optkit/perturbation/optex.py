@@ -73,8 +73,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from optkit.core import numerics
 from optkit.core import validate
-from optkit.perturbation.target_surrogates import StepFunction, stat_dtype
+from optkit.perturbation.target_surrogates import StepFunction
 
 _NAME = "optex"
 _ESTIMATE = "optex_gradient_estimate"
@@ -247,7 +248,7 @@ def optex(
   inner_tx = optax.with_extra_args_support(inner)
 
   def init(params):
-    dtype = stat_dtype(params)
+    dtype = numerics.stat_dtype(params)
     d = sum(int(np.prod(jnp.shape(x))) for x in jax.tree.leaves(params))
     return OptExState(count=jnp.zeros((), jnp.int32), inner_state=inner_tx.init(params),
                       thetas=jnp.zeros((t0, d), dtype), grads=jnp.zeros((t0, d), dtype),

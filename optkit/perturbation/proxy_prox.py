@@ -65,13 +65,13 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from optkit.core import numerics
 from optkit.core import validate
 from optkit.perturbation.target_surrogates import (
     StepFunction,
     default_inner,
     minimize_with,
     require_callable,
-    stat_dtype,
     tree_vdot,
 )
 
@@ -150,7 +150,7 @@ def proxy_prox(
     return ProxyProxState(count=jnp.zeros((), jnp.int32), inner_state=inner_tx.init(params))
 
   def step(params, state, batch=None, proxy_batch=None):
-    dtype = stat_dtype(params)
+    dtype = numerics.stat_dtype(params)
     x_k = params
     g_f = target_grad_fn(x_k, batch)  # the one expensive gradient
     g_h = jax.grad(proxy_value_fn)(x_k, proxy_batch)

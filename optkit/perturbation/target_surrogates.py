@@ -75,6 +75,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from optkit.core import numerics
 from optkit.core import validate
 
 _NAME = "target_surrogate"
@@ -92,14 +93,6 @@ class TargetSurrogateState(NamedTuple):
   count: jax.Array              # int32, shape (): outer steps taken, t
   value: jax.Array              # float32 (float64 for f64 params), (): l(z_t) of the last step
   inner_state: optax.OptState   # the inner optimizer's state after the last inner step
-
-
-def stat_dtype(params: Any) -> jnp.dtype:
-  """float32, or float64 where a leaf of ``params`` is float64 (x64 tests)."""
-  dtype = jnp.float32
-  for leaf in jax.tree.leaves(params):
-    dtype = jnp.promote_types(dtype, jnp.result_type(leaf))
-  return dtype
 
 
 def default_inner() -> optax.GradientTransformationExtraArgs:
@@ -214,11 +207,11 @@ def target_surrogate(
 
   def init(params):
     return TargetSurrogateState(count=jnp.zeros((), jnp.int32),
-                                value=jnp.zeros((), stat_dtype(params)),
+                                value=jnp.zeros((), numerics.stat_dtype(params)),
                                 inner_state=inner_tx.init(params))
 
   def step(params, state, batch=None):
-    dtype = stat_dtype(params)
+    dtype = numerics.stat_dtype(params)
     z_t = jax.lax.stop_gradient(model_fn(params, batch))
     value, g_z = jax.value_and_grad(target_loss_fn)(z_t, batch)  # the one target gradient
     eta_ = jnp.asarray(eta, dtype)
