@@ -47,6 +47,12 @@ from optkit.curvature.regularized_newton import (
     regularized_newton,
     scale_by_regularized_newton,
 )
+from optkit.curvature.psgd_kron import (
+    ScaleByPsgdKronState,
+    psgd_kron,
+    psgd_update_prob_schedule,
+    scale_by_psgd_kron,
+)
 from optkit.curvature.matrix_sqrt import (
     matrix_inv_sqrt_pade,
     matrix_sqrt_pade,
@@ -84,6 +90,10 @@ __all__ = [
     "ScaleByRegularizedNewtonState",
     "regularized_newton",
     "scale_by_regularized_newton",
+    "ScaleByPsgdKronState",
+    "psgd_kron",
+    "psgd_update_prob_schedule",
+    "scale_by_psgd_kron",
     "matrix_inv_sqrt_pade",
     "matrix_sqrt_pade",
     "matrix_sqrt_taylor",
@@ -286,5 +296,36 @@ RECORDS = (
                    "grad_norm_smooth (tests/curvature/test_regularized_newton.py)"),
         description=("Newton step regularized by lambda = ||g|| / gamma, gamma (the "
                      "gradient-normalized smoothness radius) adapted by a search."),
+    ),
+    Algorithm(
+        name="psgd_kron",
+        family="curvature",
+        kind="optimizer",
+        paper="Curvature-Informed SGD via General Purpose Lie-Group Preconditioners",
+        arxiv="2402.04553",
+        factory=psgd_kron,
+        direction=scale_by_psgd_kron,
+        test_hparams={"learning_rate": 0.05},
+        static_hparams=("max_size_triangular", "min_ndim_triangular", "memory_save_mode",
+                        "momentum_into_precond_update", "seed",
+                        "preconditioner_update_probability", "mask", "mu_dtype"),
+        problems=("quadratic", "ill_conditioned_quadratic"),
+        reference=("psgd_jax 0.2.9 kron (import-shimmed; probe keys replayed) trajectory "
+                   "fixture (tests/fixtures/reference/curvature_psgd_kron.npz); "
+                   "whitening fixed point (tests/curvature/test_psgd_kron.py)"),
+        description=("Momentum preconditioned by Kronecker-factored triangular/diagonal "
+                     "Q^T Q fitted on a Lie group to whiten gradients; RMS capped at 1.1."),
+    ),
+    Algorithm(
+        name="psgd_update_prob_schedule",
+        family="curvature",
+        kind="schedule",
+        paper="Curvature-Informed SGD via General Purpose Lie-Group Preconditioners",
+        arxiv="2402.04553",
+        factory=psgd_update_prob_schedule,
+        test_hparams={},
+        reference="psgd_jax 0.2.9 precond_update_prob_schedule (values checked by hand)",
+        description=("PSGD preconditioner-update probability: flat at max_prob, then "
+                     "exponentially annealed to min_prob."),
     ),
 )
