@@ -266,8 +266,13 @@ def _inverse_roots(stats, old, exponents, ridge):
   for (_, p, _), idx in groups.items():
     s = jnp.stack([stats[i] for i in idx])
     o = jnp.stack([old[i] for i in idx])
-    root = jax.vmap(lambda m, p=p: linalg.inverse_pth_root(
-        m, p, ridge_epsilon=ridge, relative_ridge=True))(s)
+    def one(m, p=p):
+      return linalg.inverse_pth_root(m, p, ridge_epsilon=ridge, relative_ridge=True)
+    # CPU: one matrix at a time. jaxlib's batched syevd waits for its batch on
+    # XLA's intra-op pool, and two batched calls in flight on a 2-thread pool
+    # (a 2-core machine) deadlock (seen at the 1M-parameter benchmark tree).
+    root = jax.lax.platform_dependent(s, cpu=lambda x: jax.lax.map(one, x),
+                                      default=jax.vmap(one))
     ok = jnp.all(jnp.isfinite(root), axis=(1, 2), keepdims=True)
     new = jnp.where(ok, root, o)
     for j, i in enumerate(idx):
