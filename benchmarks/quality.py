@@ -43,8 +43,8 @@ ROOT = os.path.dirname(HERE)
 # Tier-A optimizers with an optkit optimizer record (the catalog's tier-A rows,
 # intersected with the registry; used when the catalog is not at hand).
 TIER_A = ("adam", "adamax", "adamnc", "amsgrad", "ademamix", "mars", "mars_exact", "lion",
-          "sign_descent", "muon", "spectral_descent", "shampoo", "sophia", "adahessian",
-          "dog", "l_dog")
+          "sign_descent", "muon", "spectral_descent", "shampoo", "psgd_kron", "sophia",
+          "adahessian", "dog", "l_dog")
 # Tier-A optimizers that need a per-model argument; their instances run instead
 # (steepest_descent(norms=...) is run as spectral_descent and sign_descent).
 NEEDS_MODEL_ARGS = ("steepest_descent",)
