@@ -175,6 +175,12 @@ def main(argv=None):
     torch_times = json.loads(proc.stdout)
     lines[-1:-1] = [f"PyTorch column: `torch_step_time.py` under {args.torch_python} "
                     "(CPU torch, all cores, library defaults).", ""]
+  os.makedirs(os.path.dirname(args.out), exist_ok=True)
+
+  def write():  # after every row, so that an interrupted run keeps what it measured
+    with open(args.out, "w") as f:
+      f.write("\n".join(lines) + "\n")
+
   sizes = args.sizes.split(",")
   first_ratio = {}  # optimizer -> step time / optax.adam at sizes[0]
   for size in sizes:
@@ -226,10 +232,9 @@ def main(argv=None):
             f"{'twin x' + twin if twin else ''} {'torch x' + torch_ratio}", flush=True)
       lines.append(f"| {r.name} | {1e3 * t:.2f} | {t / t_adam:.2f} | {twin or '-'} | "
                    f"{torch_ratio} | {t / floor:.2f} | {own} | {ratio:.2f} |")
+      write()
     lines.append("")
-  os.makedirs(os.path.dirname(args.out), exist_ok=True)
-  with open(args.out, "w") as f:
-    f.write("\n".join(lines) + "\n")
+  write()
   print(f"wrote {args.out}")
 
 
