@@ -94,6 +94,22 @@ def one_of(algo: str, arg: str, value: Any, choices: Iterable[Any]):
     _fail(algo, arg, value, f"one of {choices}")
 
 
+def boolean(algo: str, **kwargs):
+  """Each value must be a bool (Python or NumPy), not a number or a tracer.
+
+  Example:
+    >>> from optkit.core import validate
+    >>> validate.boolean("shampoo", nesterov=True)
+    >>> validate.boolean("shampoo", nesterov=1)
+    Traceback (most recent call last):
+    ...
+    ValueError: shampoo: `nesterov` must be a bool, got 1.
+  """
+  for arg, value in kwargs.items():
+    if not isinstance(value, (bool, np.bool_)):
+      raise ValueError(f"{algo}: `{arg}` must be a bool, got {value!r}.")
+
+
 def callable_or_none(algo: str, **kwargs):
   for arg, value in kwargs.items():
     if value is not None and not callable(value):

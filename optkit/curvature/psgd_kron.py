@@ -334,12 +334,6 @@ def _clip_rms(u):
   return u / jnp.maximum(1.0, rms / _RMS_CAP)
 
 
-def _check_bool(algo: str, **kwargs):
-  for arg, value in kwargs.items():
-    if not isinstance(value, (bool, np.bool_)):
-      raise ValueError(f"{algo}: `{arg}` must be a bool, got {value!r}.")
-
-
 def _fit(key, factors, fit_in, lr):
   """Balancing (probability 0.01), probes and one fit of every leaf's factors."""
   key, sub = jax.random.split(key)
@@ -467,7 +461,7 @@ def scale_by_psgd_kron(
   validate.integer_at_least(_NAME, 1, max_size_triangular=max_size_triangular)
   validate.integer_at_least(_NAME, 0, min_ndim_triangular=min_ndim_triangular)
   validate.one_of(_NAME, "memory_save_mode", memory_save_mode, MEMORY_SAVE_MODES)
-  _check_bool(_NAME, momentum_into_precond_update=momentum_into_precond_update)
+  validate.boolean(_NAME, momentum_into_precond_update=momentum_into_precond_update)
   validate.seed(_NAME, seed)
   max_size, min_ndim = int(max_size_triangular), int(min_ndim_triangular)
 

@@ -292,12 +292,6 @@ def _check_int(algo: str, minimum: int, **kwargs):
       raise ValueError(f"{algo}: `{arg}` must be an integer >= {minimum}, got {value!r}.")
 
 
-def _check_bool(algo: str, **kwargs):
-  for arg, value in kwargs.items():
-    if not isinstance(value, bool):
-      raise ValueError(f"{algo}: `{arg}` must be a bool, got {value!r}.")
-
-
 class _Config(NamedTuple):
   """Static part of one update (hashable: the jit cache key)."""
   plans: tuple
@@ -490,7 +484,7 @@ def scale_by_shampoo(
   _check_int(_NAME, 1, preconditioning_compute_steps=preconditioning_compute_steps,
              statistics_compute_steps=statistics_compute_steps)
   validate.one_of(_NAME, "graft", graft, GRAFTS)
-  _check_bool(_NAME, nesterov=nesterov,
+  validate.boolean(_NAME, nesterov=nesterov,
               best_effort_shape_interpretation=best_effort_shape_interpretation)
   layout = dict(block_size=int(block_size), exponent_override=int(exponent_override),
                 skip_dim_gt=int(skip_preconditioning_dim_size_gt),

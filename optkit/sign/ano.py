@@ -58,7 +58,6 @@ from typing import Any, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 
 from optkit.core import numerics
@@ -72,12 +71,6 @@ class ScaleByAnoState(NamedTuple):
   count: jax.Array    # int32, shape (): number of steps taken (t - 1 before a step)
   mu: optax.Updates   # m_t, params-shaped momentum; dtype mu_dtype (default >= float32)
   nu: optax.Updates   # v_t, params-shaped signed second moment; float32 (or wider)
-
-
-def _check_flags(name, **flags):
-  for arg, value in flags.items():
-    if not isinstance(value, (bool, np.bool_)):
-      raise ValueError(f"{name}: `{arg}` must be a bool, got {value!r}.")
 
 
 def scale_by_ano(b1: float = 0.92,
@@ -127,7 +120,7 @@ def _scale_by_ano(_name, b1, b2, eps, logarithmic_schedule, eps_inside_sqrt,
   """``scale_by_ano`` whose errors name ``_name`` ('ano' or 'anolog')."""
   validate.unit_interval(_name, b1=b1, b2=b2)
   validate.non_negative(_name, eps=eps)
-  _check_flags(_name, logarithmic_schedule=logarithmic_schedule,
+  validate.boolean(_name, logarithmic_schedule=logarithmic_schedule,
                eps_inside_sqrt=eps_inside_sqrt, bias_correction=bias_correction)
 
   def init_fn(params):
